@@ -1,0 +1,24 @@
+"""avf: amortized variational filtering for deep dynamical latent variable models."""
+
+from avf.filtering import FilterOutput, backward, filter_sequences, filter_step
+from avf.inference import Direct, GradientDescent, Iterative, PriorOnly
+from avf.model import StepModel, sample_sequences
+from avf.posteriors import DiagonalGaussian
+from avf.validation import NonFiniteError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DiagonalGaussian",
+    "Direct",
+    "FilterOutput",
+    "GradientDescent",
+    "Iterative",
+    "NonFiniteError",
+    "PriorOnly",
+    "StepModel",
+    "backward",
+    "filter_sequences",
+    "filter_step",
+    "sample_sequences",
+]

@@ -1,0 +1,90 @@
+"""Scoring by the evaluation protocol: free energy in nats per time step, micro and macro."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from avf.filtering import filter_sequences
+from avf.inference.base import InferenceProcedure
+
+
+@dataclass
+class Score:
+    """Totals over a data set; the per-step averages are derived from them."""
+
+    free_energy: float  # micro average, nats per scored step
+    macro_free_energy: float  # mean over sequences of each sequence's per-step mean
+    recon: float
+    kl: float
+    steps: int
+    sequences: int
+    trace: list[float]  # micro-averaged F after each inference iteration
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ScoreAccumulator:
+    """Adds up per-step terms batch by batch so a data set never has to fit in one batch."""
+
+    def __init__(self) -> None:
+        self.total_fe = 0.0
+        self.total_recon = 0.0
+        self.total_kl = 0.0
+        self.steps = 0
+        self.seq_means: list[float] = []
+        self.trace: Tensor | None = None
+
+    def add(
+        self, free_energy: Tensor, recon: Tensor, kl: Tensor, trace: Tensor, mask: Tensor
+    ) -> None:
+        m = mask.to(free_energy.dtype)
+        self.total_fe += float((free_energy * m).sum())
+        self.total_recon += float((recon * m).sum())
+        self.total_kl += float((kl * m).sum())
+        self.steps += int(mask.sum())
+        lengths = m.sum(1)
+        self.seq_means += ((free_energy * m).sum(1) / lengths).tolist()
+        t = (trace * m[..., None]).sum((0, 1)).double()
+        self.trace = t if self.trace is None else self.trace + t
+
+    def result(self) -> Score:
+        if self.steps == 0:
+            raise ValueError("nothing was scored: the data set is empty")
+        n = self.steps
+        trace = (self.trace / n).tolist() if self.trace is not None else []
+        return Score(self.total_fe / n, sum(self.seq_means) / len(self.seq_means),
+                     self.total_recon / n, self.total_kl / n, n, len(self.seq_means), trace)
+
+
+def evaluate(
+    model: nn.Module,
+    inference: InferenceProcedure,
+    batches: Iterable[tuple[Tensor, Tensor | None]],
+    n_samples: int = 1,
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> Score:
+    """Free energy (β = 1) of whole sequences under filtering inference.
+
+    ``batches`` yields (x [B, T, ...], mask [B, T] or None). No training graph is kept;
+    procedures that need ∇_λ F_t enable autograd locally.
+    """
+    acc = ScoreAccumulator()
+    was_training = (model.training, inference.training)
+    model.eval()
+    inference.eval()
+    try:
+        with torch.no_grad():
+            for x, mask in tqdm(batches, desc=desc, disable=not progress, leave=False):
+                out = filter_sequences(model, inference, x, mask, beta=1.0, n_samples=n_samples)
+                acc.add(out.free_energy, out.recon, out.kl, out.trace, out.mask)
+    finally:
+        model.train(was_training[0])
+        inference.train(was_training[1])
+    return acc.result()

@@ -1,0 +1,5 @@
+"""Built-in models."""
+
+from avf.models.lgssm import LinearGaussian
+
+__all__ = ["LinearGaussian"]

@@ -1,0 +1,5 @@
+"""Reusable network blocks."""
+
+from avf.nn.highway import HighwayLayer, HighwayMLP
+
+__all__ = ["HighwayLayer", "HighwayMLP"]
