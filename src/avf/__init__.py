@@ -4,6 +4,7 @@ from avf.filtering import FilterOutput, backward, filter_sequences, filter_step
 from avf.inference import Direct, GradientDescent, Iterative, PriorOnly
 from avf.model import StepModel, sample_sequences
 from avf.posteriors import DiagonalGaussian
+from avf.streaming import StreamingFilter, StreamStep
 from avf.validation import NonFiniteError
 
 __version__ = "0.1.0"
@@ -17,6 +18,8 @@ __all__ = [
     "NonFiniteError",
     "PriorOnly",
     "StepModel",
+    "StreamStep",
+    "StreamingFilter",
     "backward",
     "filter_sequences",
     "filter_step",

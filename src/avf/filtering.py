@@ -93,6 +93,8 @@ def filter_sequences(
     mask = check_sequences(x, mask, observation_shape(model))
     batch, steps = x.shape[:2]
     device = x.device
+    if not bool(mask.all()):  # padding may hold anything (even NaN): never let it reach a model
+        x = x.masked_fill(~mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), 0)
     context = model.precompute(x) if hasattr(model, "precompute") else None
     state = model.initial_state(batch)
     carry = inference.initial_carry(batch, device)
@@ -102,17 +104,24 @@ def filter_sequences(
         keep = mask[:, t]
         if context is not None:
             state = model.use_precomputed(state, map_state(lambda c, t=t: c[:, t], context))
-        out = filter_step(model, inference, state, carry, x[:, t], beta, n_samples)
+        try:
+            out = filter_step(model, inference, state, carry, x[:, t], beta, n_samples)
+        except ValueError as err:  # e.g. torch.distributions' argument checks
+            raise ValueError(f"at time step {t}: {err}") from err
         if check_finite:
             check_finite_terms(t, reconstruction=out.terms.recon, kl=out.terms.kl)
-        w = keep.to(out.terms.recon.dtype)
-        cols["fe"].append(out.terms.free_energy * w)
-        cols["recon"].append(out.terms.recon * w)
-        cols["kl"].append(out.terms.kl * w)
-        cols["obj"].append(out.terms.objective * w)
-        extra = out.extra_loss if out.extra_loss is not None else torch.zeros_like(w)
-        cols["extra"].append(extra * w)
-        cols["trace"].append(torch.stack(out.trace, dim=-1) * w[:, None])
+
+        def scored(v: Tensor, keep: Tensor = keep) -> Tensor:
+            k = keep.reshape(keep.shape + (1,) * (v.dim() - 1))
+            return torch.where(k, v, torch.zeros_like(v))
+
+        cols["fe"].append(scored(out.terms.free_energy))
+        cols["recon"].append(scored(out.terms.recon))
+        cols["kl"].append(scored(out.terms.kl))
+        cols["obj"].append(scored(out.terms.objective))
+        extra = out.extra_loss if out.extra_loss is not None else torch.zeros_like(out.terms.kl)
+        cols["extra"].append(scored(extra))
+        cols["trace"].append(scored(torch.stack(out.trace, dim=-1)))
         cols["params"].append(out.params.detach())
         state = select_state(keep, out.state, state) if not bool(keep.all()) else out.state
         if out.carry is not None and carry is not None and not bool(keep.all()):

@@ -1,0 +1,75 @@
+"""Shared test models: a tiny deep model with learnable θ, and the LGSSM's exact posterior."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Independent, Normal
+
+from avf.inference.base import InferenceProcedure, InferenceResult, StepProblem
+from avf.model import StepModel
+from avf.models import LinearGaussian
+
+
+class TinyDeepModel(StepModel):
+    """A small VRNN-like model: GRU state fed by (z, x), MLP prior, Bernoulli likelihood."""
+
+    def __init__(self, x_dim: int = 5, z_dim: int = 3, h_dim: int = 8) -> None:
+        super().__init__()
+        self.h_dim = h_dim
+        self.cell = nn.GRUCell(x_dim + z_dim, h_dim)
+        self.prior_net = nn.Linear(h_dim, 2 * z_dim)
+        self.decoder = nn.Linear(h_dim + z_dim, x_dim)
+
+    def initial_state(self, batch_size: int) -> Tensor:
+        return torch.zeros(batch_size, self.h_dim)
+
+    def prior(self, state: Tensor) -> Independent:
+        mean, log_var = self.prior_net(state).chunk(2, -1)
+        return Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
+
+    def likelihood(self, z: Tensor, state: Tensor) -> Independent:
+        h = state.expand(*z.shape[:-1], state.shape[-1])
+        return Independent(Bernoulli(logits=self.decoder(torch.cat([h, z], -1))), 1)
+
+    def transition(self, state: Tensor, z: Tensor, x: Tensor) -> Tensor:
+        return self.cell(torch.cat([z, x], -1), state)
+
+
+class ExactLGSSMPosterior(InferenceProcedure):
+    """Oracle for a LinearGaussian with diagonal C, Q, R: q = p(z_t | z_{t-1}, x_t) exactly."""
+
+    def __init__(self, model: LinearGaussian) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, problem: StepProblem, carry=None) -> InferenceResult:
+        prior = problem.prior
+        c = self.model.C.detach().double()
+        r_inv = torch.linalg.inv(self.model.R.detach().double())
+        p_inv = torch.linalg.inv(prior.covariance_matrix.double())
+        cov = torch.linalg.inv(p_inv + c.T @ r_inv @ c)
+        info = (p_inv @ prior.loc.double().unsqueeze(-1)).squeeze(-1) + problem.x.double() @ (
+            r_inv @ c)
+        mean = (cov @ info.unsqueeze(-1)).squeeze(-1)
+        log_var = cov.diagonal(dim1=-2, dim2=-1).log()
+        return InferenceResult(params=torch.cat([mean, log_var], -1).float(), carry=carry)
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.fixture
+def tiny_model() -> TinyDeepModel:
+    torch.manual_seed(0)
+    return TinyDeepModel()
+
+
+@pytest.fixture
+def binary_data() -> Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (torch.rand(4, 6, 5, generator=g) < 0.4).float()
