@@ -11,6 +11,9 @@ from avf.inference.base import InferenceProcedure, InferenceResult, StepProblem
 from avf.model import StepModel
 from avf.models import LinearGaussian
 
+# tiny tensors: one thread avoids contention on small CI machines and is faster here
+torch.set_num_threads(1)
+
 
 class TinyDeepModel(StepModel):
     """A small VRNN-like model: GRU state fed by (z, x), MLP prior, Bernoulli likelihood."""

@@ -44,7 +44,7 @@ class FilterOutput:
 
     def per_step(self) -> float:
         """Micro average: total free energy over all scored steps ÷ number of scored steps."""
-        return float(self.free_energy.sum() / self.steps)
+        return float(self.free_energy.detach().sum() / self.steps)
 
 
 @dataclass

@@ -12,8 +12,8 @@ class NonFiniteError(FloatingPointError):
 
 def observation_shape(model: nn.Module) -> tuple[int, ...]:
     """Shape of one x_t (without batch), read off the model's likelihood at the initial state."""
-    state = model.initial_state(1)
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
+        state = model.initial_state(1)
         z = model.prior(state).sample()
         sample = model.likelihood(z, state).sample()
     return tuple(sample.shape[1:])

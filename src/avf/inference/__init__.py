@@ -5,6 +5,7 @@ from avf.inference.direct import Direct
 from avf.inference.gradient import GradientDescent
 from avf.inference.iterative import Iterative
 from avf.inference.prior import PriorOnly
+from avf.inference.smc import ParticleFilterResult, particle_filter
 
 __all__ = [
     "Direct",
@@ -12,6 +13,8 @@ __all__ = [
     "InferenceProcedure",
     "InferenceResult",
     "Iterative",
+    "ParticleFilterResult",
     "PriorOnly",
     "StepProblem",
+    "particle_filter",
 ]

@@ -107,11 +107,19 @@ class LinearGaussian(StepModel):
 
     def prior(self, state: tuple[Tensor, Tensor]) -> MultivariateNormal:
         loc, first = state
-        tril = torch.where(first[:, None, None], _tril_value(self.P0_raw), _tril_value(self.Q_raw))
-        return MultivariateNormal(loc, scale_tril=tril)
+        if bool(first.all()):  # one shared factor: cheaper than a per-element [B, D, D] one
+            tril = _tril_value(self.P0_raw)
+        elif not bool(first.any()):
+            tril = _tril_value(self.Q_raw)
+        else:
+            tril = torch.where(first[:, None, None], _tril_value(self.P0_raw),
+                               _tril_value(self.Q_raw))
+        # the parameterisation guarantees a valid factor, so skip torch's per-call checks
+        return MultivariateNormal(loc, scale_tril=tril, validate_args=False)
 
     def likelihood(self, z: Tensor, state: tuple[Tensor, Tensor]) -> MultivariateNormal:
-        return MultivariateNormal(z @ self.C.T, scale_tril=_tril_value(self.R_raw))
+        return MultivariateNormal(z @ self.C.T, scale_tril=_tril_value(self.R_raw),
+                                  validate_args=False)
 
     def transition(
         self, state: tuple[Tensor, Tensor], z: Tensor, x: Tensor
