@@ -24,6 +24,7 @@ class Score:
     steps: int
     sequences: int
     trace: list[float]  # micro-averaged F after each inference iteration
+    sequence_totals: list[float] | None = None  # F summed over each sequence, if asked for
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +39,7 @@ class ScoreAccumulator:
         self.total_kl = 0.0
         self.steps = 0
         self.seq_means: list[float] = []
+        self.seq_totals: list[float] = []
         self.trace: Tensor | None = None
 
     def add(
@@ -50,16 +52,18 @@ class ScoreAccumulator:
         self.steps += int(mask.sum())
         lengths = m.sum(1)
         self.seq_means += ((free_energy * m).sum(1) / lengths).tolist()
+        self.seq_totals += (free_energy * m).sum(1).tolist()
         t = (trace * m[..., None]).sum((0, 1)).double()
         self.trace = t if self.trace is None else self.trace + t
 
-    def result(self) -> Score:
+    def result(self, per_sequence: bool = False) -> Score:
         if self.steps == 0:
             raise ValueError("nothing was scored: the data set is empty")
         n = self.steps
         trace = (self.trace / n).tolist() if self.trace is not None else []
         return Score(self.total_fe / n, sum(self.seq_means) / len(self.seq_means),
-                     self.total_recon / n, self.total_kl / n, n, len(self.seq_means), trace)
+                     self.total_recon / n, self.total_kl / n, n, len(self.seq_means), trace,
+                     list(self.seq_totals) if per_sequence else None)
 
 
 def evaluate(
@@ -69,11 +73,13 @@ def evaluate(
     n_samples: int = 1,
     progress: bool = False,
     desc: str = "evaluate",
+    per_sequence: bool = False,
 ) -> Score:
     """Free energy (β = 1) of whole sequences under filtering inference.
 
     ``batches`` yields (x [B, T, ...], mask [B, T] or None). No training graph is kept;
-    procedures that need ∇_λ F_t enable autograd locally.
+    procedures that need ∇_λ F_t enable autograd locally. ``per_sequence`` also returns each
+    sequence's total free energy (for paired comparisons and standard errors).
     """
     acc = ScoreAccumulator()
     was_training = (model.training, inference.training)
@@ -87,4 +93,4 @@ def evaluate(
     finally:
         model.train(was_training[0])
         inference.train(was_training[1])
-    return acc.result()
+    return acc.result(per_sequence)

@@ -109,7 +109,7 @@ def filter_sequences(
         except ValueError as err:  # e.g. torch.distributions' argument checks
             raise ValueError(f"at time step {t}: {err}") from err
         if check_finite:
-            check_finite_terms(t, reconstruction=out.terms.recon, kl=out.terms.kl)
+            check_finite_terms(t, keep, reconstruction=out.terms.recon, kl=out.terms.kl)
 
         def scored(v: Tensor, keep: Tensor = keep) -> Tensor:
             k = keep.reshape(keep.shape + (1,) * (v.dim() - 1))

@@ -67,7 +67,9 @@ class StreamingFilter:
         with torch.no_grad():
             out = filter_step(self.model, self.inference, self.state, self.carry, x,
                               n_samples=self.n_samples)
-            check_finite_terms(self.steps_seen, reconstruction=out.terms.recon, kl=out.terms.kl)
+            live = active.bool() if active is not None else None
+            check_finite_terms(self.steps_seen, live, reconstruction=out.terms.recon,
+                               kl=out.terms.kl)
             new_state = detach_state(out.state)
             if active is not None:
                 keep = active.bool()

@@ -63,10 +63,15 @@ def check_sequences(x: Tensor, mask: Tensor | None, obs_shape: tuple[int, ...] |
     return mask
 
 
-def check_finite_terms(t: int, **terms: Tensor) -> None:
-    """Raise :class:`NonFiniteError` naming the step and term if any term is NaN or inf."""
+def check_finite_terms(t: int, keep: Tensor | None = None, **terms: Tensor) -> None:
+    """Raise :class:`NonFiniteError` naming the step and term if any term is NaN or inf.
+
+    ``keep`` [B] limits the check to scored (unmasked) batch elements.
+    """
     for name, value in terms.items():
         finite = torch.isfinite(value)
+        if keep is not None:
+            finite = finite | ~keep
         if not bool(finite.all()):
             where = (~finite).nonzero().flatten().tolist()[:5]
             raise NonFiniteError(

@@ -132,18 +132,22 @@ class LinearGaussian(StepModel):
             return tuple(m.detach().double() for m in (self.A, self.C, self.Q, self.R, self.m0,
                                                         self.P0))
 
+    # the closed forms below run in float64 on the device of x (the model's device)
+
     @torch.no_grad()
     def kalman_log_likelihood(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Exact log p(x_t | x_<t) for every step [B, T] (0 at masked steps), in float64."""
         a, c, q, r, m0, p0 = self._matrices64()
         x = x.double()
         batch, steps = x.shape[:2]
-        mask = torch.ones(batch, steps, dtype=torch.bool) if mask is None else mask.bool()
+        dev = x.device
+        mask = (torch.ones(batch, steps, dtype=torch.bool, device=dev) if mask is None
+                else mask.bool().to(dev))
         m = m0.expand(batch, -1).clone()
         p = p0.expand(batch, -1, -1).clone()
-        eye = torch.eye(a.shape[0], dtype=torch.float64)
-        out = torch.zeros(batch, steps, dtype=torch.float64)
-        first = torch.ones(batch, dtype=torch.bool)
+        eye = torch.eye(a.shape[0], dtype=torch.float64, device=dev)
+        out = torch.zeros(batch, steps, dtype=torch.float64, device=dev)
+        first = torch.ones(batch, dtype=torch.bool, device=dev)
         for t in range(steps):
             keep = mask[:, t]
             m_pred = torch.where(first[:, None], m, m @ a.T)
@@ -168,18 +172,22 @@ class LinearGaussian(StepModel):
         previous step's q. Then F_t = -log p(x_t | z_{t-1}), and z_{t-1} is Gaussian with a mean
         and covariance propagated in closed form, so E[F_t] is exact:
         F*_t = -log N(x_t; C A m, S) + ½ tr(S⁻¹ C A P Aᵀ Cᵀ), S = C Q Cᵀ + R.
-        No filtering inference procedure can do better on average.
+        This is the fixed point of variational filtering: every step's F_t minimised given the
+        past, which is what all of avf's inference procedures aim at (their objective has no
+        gradient across steps). -log p(x_t | x_<t) from the Kalman filter is the lower floor.
         """
         a, c, q, r, m0, p0 = self._matrices64()
         x = x.double()
         batch, steps = x.shape[:2]
-        mask = torch.ones(batch, steps, dtype=torch.bool) if mask is None else mask.bool()
-        eye = torch.eye(a.shape[0], dtype=torch.float64)
+        dev = x.device
+        mask = (torch.ones(batch, steps, dtype=torch.bool, device=dev) if mask is None
+                else mask.bool().to(dev))
+        eye = torch.eye(a.shape[0], dtype=torch.float64, device=dev)
         r_inv = torch.linalg.inv(r)
-        out = torch.zeros(batch, steps, dtype=torch.float64)
+        out = torch.zeros(batch, steps, dtype=torch.float64, device=dev)
         m = m0.expand(batch, -1).clone()  # moments of z_{t-1} under the chain of optimal q's
-        p = torch.zeros(batch, a.shape[0], a.shape[0], dtype=torch.float64)
-        first = torch.ones(batch, dtype=torch.bool)
+        p = torch.zeros(batch, a.shape[0], a.shape[0], dtype=torch.float64, device=dev)
+        first = torch.ones(batch, dtype=torch.bool, device=dev)
         sigma_q = torch.linalg.inv(torch.linalg.inv(q) + c.T @ r_inv @ c)  # posterior cov, t > 1
         sigma_0 = torch.linalg.inv(torch.linalg.inv(p0) + c.T @ r_inv @ c)  # posterior cov, t = 1
         for t in range(steps):

@@ -1,0 +1,186 @@
+"""From config to objects: models, inference procedures and data sets by name.
+
+The ``options`` tables of a config are the constructors' keyword arguments. They are checked
+against the constructor signatures here, so an unknown or ill-typed option fails with its
+name before anything is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+from torch import nn
+
+from avf.config import DataConfig, ExperimentConfig, InferenceConfig, ModelConfig
+from avf.data import Sequences, sample_dataset
+from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative, PriorOnly
+from avf.model import latent_dim, state_dim
+from avf.validation import observation_shape
+
+# Constructor arguments that the builder supplies itself (or that TOML cannot express).
+_SUPPLIED = {"family"}
+
+
+def _lgssm() -> Callable[..., nn.Module]:
+    from avf.models.lgssm import LinearGaussian
+
+    return LinearGaussian.random
+
+
+def _growth() -> Callable[..., nn.Module]:
+    from avf.models.growth import NonlinearGrowth
+
+    return NonlinearGrowth
+
+
+MODELS: dict[str, Callable[[], Callable[..., nn.Module]]] = {"lgssm": _lgssm, "growth": _growth}
+INFERENCE = ("prior", "direct", "iterative", "gradient")
+DATA_SOURCES = ("synthetic",)
+SPLITS = ("train", "valid", "test")
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """``lgssm`` → ``LinearGaussian.random(**options)``; ``growth`` → ``NonlinearGrowth``."""
+    if cfg.name not in MODELS:
+        raise ValueError(f"unknown model '{cfg.name}'; known models: {', '.join(MODELS)}")
+    factory = MODELS[cfg.name]()
+    check_options(f"model '{cfg.name}'", cfg.options, factory)
+    return factory(**cfg.options)
+
+
+def build_inference(cfg: InferenceConfig, model: nn.Module, x_dim: int) -> InferenceProcedure:
+    """The named procedure, sized for ``model``; ``x_dim`` is the flattened size of one x_t.
+
+    Extra options: ``use_state`` (direct, default true) feeds the model state to the encoder;
+    ``x_input`` (iterative, default false) adds x_t to the inputs of the iterative model.
+    """
+    opts = dict(cfg.options)
+    where = f"inference '{cfg.name}'"
+    if cfg.name == "prior":
+        check_options(where, opts, PriorOnly)
+        return PriorOnly(**opts)
+    if cfg.name == "gradient":
+        check_options(where, opts, GradientDescent)
+        return GradientDescent(**opts)
+    if cfg.name == "direct":
+        use_state = _flag(opts, "use_state", True, where)
+        check_options(where, opts, Direct, supplied={"x_dim", "latent_dim", "state_dim"},
+                      extra=("use_state",))
+        return Direct(x_dim, latent_dim(model), state_dim(model) if use_state else 0, **opts)
+    if cfg.name == "iterative":
+        x_input = _flag(opts, "x_input", False, where)
+        check_options(where, opts, Iterative, supplied={"latent_dim", "x_dim"},
+                      extra=("x_input",))
+        return Iterative(latent_dim(model), x_dim=x_dim if x_input else 0, **opts)
+    raise ValueError(f"unknown inference '{cfg.name}'; known procedures: {', '.join(INFERENCE)}")
+
+
+def observation_size(model: nn.Module) -> int:
+    """Number of numbers in one observation x_t (what an encoder takes as input)."""
+    return math.prod(observation_shape(model))
+
+
+def data_model_config(cfg: ExperimentConfig) -> ModelConfig:
+    """The data-generating model: ``[model]`` with ``[data.generator]`` options on top."""
+    return ModelConfig(cfg.model.name, {**cfg.model.options, **cfg.data.generator})
+
+
+def build_datasets(cfg: ExperimentConfig) -> dict[str, Sequences | None]:
+    """The train, valid and test splits (``None`` for a split of size 0).
+
+    Each split has its own seed derived from ``data.seed``, so resizing one split leaves the
+    others unchanged.
+    """
+    data: DataConfig = cfg.data
+    if data.source not in DATA_SOURCES:
+        raise ValueError(f"unknown data source '{data.source}'; known: {', '.join(DATA_SOURCES)}")
+    sizes = dict(zip(SPLITS, (data.train_sequences, data.valid_sequences, data.test_sequences),
+                     strict=True))
+    for split, n in sizes.items():
+        if n < 0:
+            raise ValueError(f"data.{split}_sequences must be >= 0, got {n}")
+    if sizes["train"] < 1:
+        raise ValueError("data.train_sequences must be at least 1")
+    if data.steps < 1:
+        raise ValueError(f"data.steps must be at least 1, got {data.steps}")
+    generator = build_model(data_model_config(cfg))
+    return {
+        split: sample_dataset(generator, n, data.steps, split_seed(data.seed, i)) if n else None
+        for i, (split, n) in enumerate(sizes.items())
+    }
+
+
+def split_seed(seed: int, index: int) -> int:
+    """A well-mixed seed for split ``index`` of a data set seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed % 2**63, index]).generate_state(1, np.uint64)[0]
+               % 2**63)
+
+
+# -- option checking --------------------------------------------------------------------------
+def check_options(
+    where: str,
+    options: dict[str, Any],
+    target: Callable[..., Any],
+    supplied: Iterable[str] = (),
+    extra: Iterable[str] = (),
+) -> None:
+    """Raise ``ValueError`` for an option ``target`` does not take, or of the wrong type."""
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    skip = _SUPPLIED | set(supplied)
+    valid = [n for n, p in params.items()
+             if n not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key, value in options.items():
+        if key not in valid:
+            listed = sorted([*valid, *extra])
+            raise ValueError(f"unknown option '{key}' for {where}; valid options: "
+                             f"{', '.join(listed) if listed else '(none)'}")
+        hint = _hints(target).get(key)
+        if hint is not None and not _matches(hint, value):
+            raise ValueError(f"option '{key}' for {where} must be {_show(hint)}, got {value!r}")
+
+
+def _flag(opts: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = opts.pop(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"option '{key}' for {where} must be true or false, got {value!r}")
+    return value
+
+
+def _hints(target: Callable[..., Any]) -> dict[str, Any]:
+    fn = target.__init__ if inspect.isclass(target) else target
+    try:
+        return get_type_hints(fn)
+    except Exception:  # unresolvable annotations: check names only
+        return {}
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether a TOML value fits a simple annotation; unfamiliar annotations always match."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        return value in get_args(hint)
+    if origin is Union or type(hint).__name__ == "UnionType":
+        return any(_matches(a, value) for a in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _show(hint: Any) -> str:
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(hint))
+    return getattr(hint, "__name__", str(hint))

@@ -1,0 +1,277 @@
+"""Experiments as plain data: dataclasses read from TOML, with ``section.key=value`` overrides.
+
+Every key is checked against the dataclasses, so a typo fails loudly with the list of valid
+keys instead of being silently ignored. The ``options`` tables are free-form here (they are the
+keyword arguments of a model or inference constructor) and are checked by :mod:`avf.builders`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from avf.training import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+@dataclass
+class ModelConfig:
+    """Which model (``lgssm`` or ``growth``) and the keyword arguments that build it."""
+
+    name: str = "lgssm"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InferenceConfig:
+    """Which procedure (``prior``, ``direct``, ``iterative``, ``gradient``) and its options."""
+
+    name: str = "iterative"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Where the data come from. ``synthetic`` samples them from a model.
+
+    ``generator`` overrides ``[model.options]`` for the data-generating model; left empty, the
+    data come from the very model that is trained (the right set-up when θ is fixed).
+    """
+
+    source: str = "synthetic"
+    train_sequences: int = 256
+    valid_sequences: int = 64
+    test_sequences: int = 64
+    steps: int = 50
+    seed: int = 1234
+    generator: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: reproducible from this and nothing else.
+
+    ``seed`` initialises the model and inference networks; ``training.seed`` drives the batch
+    order and the sampling during training; ``data.seed`` draws the data.
+    """
+
+    name: str = "experiment"
+    seed: int = 0
+    device: str = "cpu"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+
+
+# -- reading ----------------------------------------------------------------------------------
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read an experiment from TOML and apply ``key=value`` overrides (values parsed as TOML).
+
+    ``name`` defaults to the file's stem. Raises ``FileNotFoundError`` for a missing file and
+    ``ValueError`` naming the key for anything unknown or ill-typed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: invalid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file") from err
+    raw.setdefault("name", path.stem)
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(raw)
+
+
+def from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from nested dictionaries, checking every key."""
+    cfg = _build(ExperimentConfig, raw, "")
+    cfg.training.check()
+    return cfg
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set ``section.key=value`` in the raw dictionaries; the value is parsed as TOML."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"override {item!r} must look like section.key=value")
+    parts = key.split(".")
+    _check_path(parts, item)
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {item!r}: '{'.'.join(parts[:i + 1])}' is not a table")
+    node[parts[-1]] = parse_value(text.strip())
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (``3``, ``1e-3``, ``true``, ``[1, 2]``, ``"a"``), else the text itself."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _check_path(parts: list[str], item: str) -> None:
+    cls: Any = ExperimentConfig
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i])
+        if cls is None:  # inside a free-form table: any key goes
+            return
+        names = [f.name for f in fields(cls)]
+        if part not in names:
+            raise ValueError(
+                f"unknown key '{'.'.join(parts[:i + 1])}' in override {item!r}; "
+                f"valid keys{_in(where)}: {', '.join(names)}"
+            )
+        hint = get_type_hints(cls)[part]
+        if is_dataclass(hint):
+            cls = hint
+        elif hint is dict or get_origin(hint) is dict:
+            cls = None
+        elif i < len(parts) - 1:
+            raise ValueError(
+                f"override {item!r}: '{'.'.join(parts[:i + 1])}' is a value, not a table"
+            )
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"[{where}] must be a table, got {_describe(data)}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ValueError(
+                f"unknown key '{_join(where, key)}'; valid keys{_in(where)}: {', '.join(names)}"
+            )
+    for f in fields(cls):
+        if f.name not in data and f.default is MISSING and f.default_factory is MISSING:
+            raise ValueError(f"missing key '{_join(where, f.name)}'")
+    kwargs = {key: _convert(hints[key], value, _join(where, key)) for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against a field's type (TOML integers are accepted as floats)."""
+    if is_dataclass(hint):
+        return _build(hint, value, key)
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if type(None) in get_args(hint) and (
+            value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        ):
+            return None
+        if len(options) == 1:
+            return _convert(options[0], value, key)
+        return value
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} must be a table, got {_describe(value)}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} must be an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {_describe(value)}")
+        return value
+    return value
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _in(where: str) -> str:
+    return f" in [{where}]" if where else " at the top level"
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+# -- writing ----------------------------------------------------------------------------------
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config as TOML (unset optional values are left out)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(asdict(cfg)), encoding="utf-8")
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """TOML text for nested dictionaries of plain values (``None`` values are skipped)."""
+    lines: list[str] = []
+    _write_table(lines, [], data)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _write_table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
+    scalars = {k: v for k, v in table.items() if v is not None and not isinstance(v, dict)}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict) and v}
+    if path and (scalars or not tables):
+        lines.append("")
+        lines.append(f"[{'.'.join(_key(p) for p in path)}]")
+    for key, value in scalars.items():
+        lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in tables.items():
+        _write_table(lines, [*path, key], value)
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _string(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None)
+        return "{ " + items + " }" if items else "{}"
+    raise ValueError(f"cannot write {_describe(value)} to TOML")
+
+
+def _string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

@@ -1,0 +1,390 @@
+"""The training loop: θ and φ each descend their own loss, with checkpoints that resume exactly.
+
+Two Adam optimisers, one per parameter set, because the two losses are different objectives
+(see :func:`avf.filtering.backward`) and usually want different learning rates. A run directory
+holds ``checkpoint.pt`` (everything needed to continue bit for bit: weights, optimiser and
+scheduler state, every RNG, counters), ``best.pt`` (best validation free energy) and
+``metrics.jsonl`` (one JSON line per epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Adam, Optimizer
+from torch.optim.lr_scheduler import ExponentialLR
+from tqdm.auto import tqdm
+
+from avf.data.batching import Sequences
+from avf.evaluation import Score, evaluate
+from avf.filtering import FilterOutput, backward, filter_sequences, trainable
+from avf.validation import NonFiniteError
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+METRICS = "metrics.jsonl"
+PARTS = ("model", "inference")
+
+
+@dataclass
+class TrainConfig:
+    """How to train; every field can be set from a TOML file's ``[training]`` table."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    model_lr: float = 1e-3
+    inference_lr: float = 1e-3
+    lr_decay: float = 1.0  # both learning rates are multiplied by this after every epoch
+    kl_anneal_epochs: int = 0  # β rises linearly from kl_anneal_start to 1 over these epochs
+    kl_anneal_start: float = 0.0
+    grad_clip: float | None = None  # max global gradient norm, for θ and φ separately
+    train_model: bool = True  # False: θ stays fixed and only φ learns
+    n_samples: int = 1
+    valid_every: int = 1  # epochs
+    checkpoint_every: int = 1  # epochs
+    seed: int = 0
+    progress: bool = True
+
+    def check(self) -> None:
+        """Raise a ``ValueError`` naming the first field whose value cannot work."""
+        rules = [
+            ("epochs", self.epochs >= 0, "must be >= 0"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("model_lr", self.model_lr >= 0, "must be >= 0"),
+            ("inference_lr", self.inference_lr >= 0, "must be >= 0"),
+            ("lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]"),
+            ("kl_anneal_epochs", self.kl_anneal_epochs >= 0, "must be >= 0"),
+            ("kl_anneal_start", 0 <= self.kl_anneal_start <= 1, "must be in [0, 1]"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be > 0 or unset"),
+            ("n_samples", self.n_samples >= 1, "must be >= 1"),
+            ("valid_every", self.valid_every >= 1, "must be >= 1"),
+            ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"training.{name} {rule}, got {getattr(self, name)!r}")
+
+
+def kl_weight(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """β at optimiser step ``step`` (0-based): linear from ``kl_anneal_start`` to 1."""
+    total = config.kl_anneal_epochs * steps_per_epoch
+    if total <= 0:
+        return 1.0
+    start = config.kl_anneal_start
+    return start + (1.0 - start) * min(1.0, step / total)
+
+
+class Trainer:
+    """Trains a model and an inference procedure on :class:`~avf.data.Sequences`.
+
+    With a ``run_dir``, :meth:`fit` resumes from ``run_dir/checkpoint.pt`` when it exists, so
+    an interrupted run continues by calling the same command again. A fresh run seeds torch,
+    numpy and ``random`` from ``config.seed`` so that it is reproducible from its config.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inference: nn.Module,
+        config: TrainConfig | None = None,
+        run_dir: str | Path | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = config if config is not None else TrainConfig()
+        self.config.check()
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.inference = inference.to(self.device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        theta = trainable(model.parameters()) if self.config.train_model else []
+        phi = trainable(inference.parameters())
+        lrs = {"model": self.config.model_lr, "inference": self.config.inference_lr}
+        self.optimizers: dict[str, Optimizer | None] = {
+            name: Adam(params, lr=lrs[name]) if params else None
+            for name, params in zip(PARTS, (theta, phi), strict=True)
+        }
+        self.schedulers: dict[str, ExponentialLR | None] = {
+            name: ExponentialLR(opt, gamma=self.config.lr_decay) if opt is not None else None
+            for name, opt in self.optimizers.items()
+        }
+        self.shuffle_generator = torch.Generator().manual_seed(self.config.seed)
+        self.epoch = 0
+        self.step = 0
+        self.best_valid: float | None = None
+        self.history: list[dict[str, Any]] = []
+        self.wall_time = 0.0
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, train: Sequences, valid: Sequences | None = None) -> list[dict[str, Any]]:
+        """Train up to ``config.epochs`` epochs in total; returns every epoch's metrics."""
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint = self.run_dir / CHECKPOINT
+            if self.epoch == 0 and checkpoint.exists():
+                self.load_checkpoint(checkpoint)
+            self._rewrite_metrics()
+        if self.epoch == 0:
+            _seed_everything(self.config.seed)
+        if not any(self.optimizers.values()) and self.epoch < self.config.epochs:
+            warnings.warn("nothing to train: neither the model nor the inference procedure has "
+                          "trainable parameters (the epochs only measure them)", stacklevel=2)
+        steps_per_epoch = train.num_batches(self.config.batch_size)
+        while self.epoch < self.config.epochs:
+            self._run_epoch(train, valid, steps_per_epoch)
+        return list(self.history)
+
+    def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
+        epoch = self.epoch + 1
+        last = epoch == self.config.epochs
+        start = time.perf_counter()
+        record: dict[str, Any] = {"epoch": epoch, **self._learning_rates()}
+        record.update(self._train_epoch(train, epoch, steps_per_epoch))
+        if valid is not None and (epoch % self.config.valid_every == 0 or last):
+            score = self._validate(valid, epoch)
+            record.update(valid_free_energy=score.free_energy,
+                          valid_macro_free_energy=score.macro_free_energy,
+                          valid_recon=score.recon, valid_kl=score.kl)
+        for scheduler in self.schedulers.values():
+            if scheduler is not None:
+                scheduler.step()
+        self.epoch = epoch
+        elapsed = time.perf_counter() - start
+        self.wall_time += elapsed
+        record.update(step=self.step, epoch_time=elapsed, wall_time=self.wall_time)
+        self.history.append(record)
+        self._append_metrics(record)
+        value = record.get("valid_free_energy")
+        improved = value is not None and (self.best_valid is None or value < self.best_valid)
+        if improved:
+            self.best_valid = value
+        if self.run_dir is not None:
+            if improved:
+                self.save_checkpoint(self.run_dir / BEST)
+            if epoch % self.config.checkpoint_every == 0 or last:
+                self.save_checkpoint(self.run_dir / CHECKPOINT)
+
+    def _train_epoch(self, train: Sequences, epoch: int, steps_per_epoch: int) -> dict[str, float]:
+        cfg = self.config
+        self.model.train()
+        self.inference.train()
+        totals = {"free_energy": 0.0, "recon": 0.0, "kl": 0.0}
+        steps, beta = 0, 1.0
+        batches = train.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_generator)
+        with tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
+                  disable=not cfg.progress, unit="batch") as bar:
+            for index, (x, mask) in enumerate(bar, start=1):
+                beta = kl_weight(self.step, steps_per_epoch, cfg)
+                out = self._train_step(x.to(self.device), mask.to(self.device), beta,
+                                       f"epoch {epoch}, batch {index}")
+                totals["free_energy"] += float(out.free_energy.detach().sum())
+                totals["recon"] += float(out.recon.detach().sum())
+                totals["kl"] += float(out.kl.detach().sum())
+                steps += int(out.steps)
+                bar.set_postfix(F=f"{totals['free_energy'] / steps:.4f}", beta=f"{beta:.3g}")
+        return {"beta": beta, **{f"train_{k}": v / max(steps, 1) for k, v in totals.items()}}
+
+    def _train_step(self, x: Tensor, mask: Tensor, beta: float, where: str) -> FilterOutput:
+        """One batch: filter, send each loss to its own parameters, check, clip, step."""
+        cfg = self.config
+        try:
+            out = filter_sequences(self.model, self.inference, x, mask, beta=beta,
+                                   n_samples=cfg.n_samples)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"{where}: {err}") from err
+        optimizers = [opt for opt in self.optimizers.values() if opt is not None]
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        model = self.model if self.optimizers["model"] is not None else None
+        backward(out, model, self.inference)
+        self._check_gradients(where)
+        for opt in optimizers:
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(_params(opt), cfg.grad_clip)
+            opt.step()
+        self.step += 1
+        return out
+
+    def _check_gradients(self, where: str) -> None:
+        for part, opt in self.optimizers.items():
+            if opt is None:
+                continue
+            grads = [p.grad for p in _params(opt) if p.grad is not None]
+            if not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+                continue
+            module = self.model if part == "model" else self.inference
+            for name, p in module.named_parameters():
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    raise NonFiniteError(
+                        f"{where}: non-finite gradient in {part} parameter "
+                        f"'{name}'; lower the learning rate or set training.grad_clip"
+                    )
+
+    def _validate(self, valid: Sequences, epoch: int) -> Score:
+        batches = ((x.to(self.device), m.to(self.device))
+                   for x, m in valid.batches(self.config.batch_size))
+        try:
+            return evaluate(self.model, self.inference, batches, n_samples=self.config.n_samples)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"validation after epoch {epoch}: {err}") from err
+
+    def _learning_rates(self) -> dict[str, float | None]:
+        return {f"{name}_lr": (opt.param_groups[0]["lr"] if opt is not None else None)
+                for name, opt in self.optimizers.items()}
+
+    # -- metrics log ------------------------------------------------------------------------
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        if self.run_dir is None:
+            return
+        with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _rewrite_metrics(self) -> None:
+        """Start the log from this trainer's history: a resumed checkpoint's epochs, or none.
+
+        Lines of epochs that no checkpoint kept (a crash between checkpoints) are dropped.
+        """
+        assert self.run_dir is not None
+        text = "".join(json.dumps(r) + "\n" for r in self.history)
+        _atomic_write(self.run_dir / METRICS, lambda f: f.write(text.encode("utf-8")))
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly where it stopped."""
+        return {
+            "format": 1,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_valid": self.best_valid,
+            "wall_time": self.wall_time,
+            "history": self.history,
+            "config": asdict(self.config),
+            "model": self.model.state_dict(),
+            "inference": self.inference.state_dict(),
+            "optimizers": {k: (o.state_dict() if o is not None else None)
+                           for k, o in self.optimizers.items()},
+            "schedulers": {k: (s.state_dict() if s is not None else None)
+                           for k, s in self.schedulers.items()},
+            "rng": _rng_state(self.shuffle_generator),
+        }
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+        state = self.state_dict()
+        _atomic_write(Path(path), lambda f: torch.save(state, f))
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore weights, optimisers, schedulers, RNG states and counters from ``path``."""
+        ckpt = load_weights(path, self.model, self.inference)
+        for kind, objects in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
+            for name, obj in objects.items():
+                saved = ckpt[kind].get(name)
+                if (saved is None) != (obj is None):
+                    have = "has" if saved is not None else "has no"
+                    raise ValueError(
+                        f"{path} {have} {name} optimiser state but this trainer "
+                        f"{'has' if obj is not None else 'has no'} {name} optimiser "
+                        "(training.train_model or the parameters changed)"
+                    )
+                if obj is not None:
+                    obj.load_state_dict(saved)
+        _set_rng_state(ckpt["rng"], self.shuffle_generator)
+        self.epoch = int(ckpt["epoch"])
+        self.step = int(ckpt["step"])
+        self.best_valid = ckpt["best_valid"]
+        self.wall_time = float(ckpt["wall_time"])
+        self.history = list(ckpt["history"])
+
+
+def load_weights(path: str | Path, model: nn.Module, inference: nn.Module) -> dict[str, Any]:
+    """Load a checkpoint's model and inference weights; returns the whole checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several kinds for a damaged file
+        raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+    for name, module in (("model", model), ("inference", inference)):
+        try:
+            module.load_state_dict(ckpt[name])
+        except (RuntimeError, KeyError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise ValueError(f"{path}: the {name} weights do not fit this {name} ({first}); "
+                             "was it built from a different config?") from err
+    return ckpt
+
+
+def _params(opt: Optimizer) -> list[Tensor]:
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _rng_state(shuffle: torch.Generator) -> dict[str, Any]:
+    """Every random stream training draws from, in types ``torch.load`` reads safely."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "python": random.getstate(),
+        "shuffle": shuffle.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["name"], np_state["key"].numpy().astype(np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    shuffle.set_state(state["shuffle"])
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write to a temporary file in the same directory, fsync it, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's private 0600 is not what users expect
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable where the platform can
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

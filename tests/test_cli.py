@@ -1,0 +1,132 @@
+"""The ``avf`` command end to end on a tiny config, and its one-line errors (exit status 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from avf.cli import main
+
+TINY = """
+name = "tiny"
+seed = 0
+
+[model]
+name = "lgssm"
+
+[model.options]
+latent_dim = 2
+obs_dim = 2
+
+[inference]
+name = "iterative"
+
+[inference.options]
+iterations = 1
+hidden = 16
+layers = 1
+
+[data]
+train_sequences = 6
+valid_sequences = 3
+test_sequences = 3
+steps = 5
+
+[training]
+epochs = 2
+batch_size = 3
+train_model = false
+inference_lr = 1e-2
+progress = false
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_train_then_evaluate(tiny: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run), "--set", "training.lr_decay=0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "validation after epoch 2" in out and "nats/step" in out
+    assert {"config.toml", "checkpoint.pt", "best.pt", "metrics.jsonl"} <= {
+        p.name for p in run.iterdir()}
+    assert "lr_decay = 0.9" in (run / "config.toml").read_text()
+
+    assert main(["evaluate", str(run), "--split", "valid"]) == 0
+    out = capsys.readouterr().out
+    assert "filtering optimum F*" in out and "exact -log p(x)/T" in out
+    report = json.loads((run / "eval_valid.json").read_text())
+    assert report["split"] == "valid" and report["steps"] == 15 and report["epoch"] >= 1
+    assert report["free_energy"] > report["optimal_free_energy"] - 1.0
+    assert {"macro_free_energy", "recon", "kl", "exact_nll"} <= report.keys()
+
+    assert main(["evaluate", str(run), "--checkpoint", "last"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())["epoch"] == 2
+
+    # training again with more epochs continues the same run
+    assert main(["train", str(tiny), "--run-dir", str(run), "--epochs", "3"]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--set", "training.epochz=3"], "unknown key 'training.epochz'"),
+        (["--set", "inference.options.hiden=3"], "unknown option 'hiden'"),
+        (["--set", "model.name=rnn"], "unknown model 'rnn'"),
+        (["--set", "training.batch_size=0"], "training.batch_size must be >= 1"),
+        (["--device", "tpu"], "device"),
+    ],
+)
+def test_bad_configs_exit_with_status_2(tiny: Path, tmp_path: Path, capsys, args, match) -> None:
+    assert main(["train", str(tiny), "--run-dir", str(tmp_path / "r"), *args]) == 2
+    assert match in error_line(capsys)
+
+
+def test_missing_files_exit_with_status_2(tmp_path: Path, capsys) -> None:
+    assert main(["train", str(tmp_path / "nope.toml")]) == 2
+    assert "config file not found" in error_line(capsys)
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "no config.toml" in error_line(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(tiny: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", str(tiny), "--run-dir", str(tmp_path / "r"), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in error_line(capsys)
+
+
+def test_debug_shows_the_exception(tiny: Path) -> None:
+    with pytest.raises(ValueError, match=r"training\.epochz"):
+        main(["train", str(tiny), "--set", "training.epochz=3", "--debug"])
+
+
+def test_demo_quick_runs_and_writes_results(tmp_path):
+    import json
+
+    from avf.cli import main
+
+    assert main(["demo", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [r["model"].split()[0] for r in results] == ["linear-Gaussian", "nonlinear"]
+    for result in results:
+        methods = [r["method"] for r in result["rows"]]
+        assert methods[0].startswith("prior only") and len(methods) == 7
+        prior_only = result["rows"][0]["free_energy"]
+        # gradient descent from the prior can only improve on the prior on average
+        assert result["rows"][-1]["free_energy"] < prior_only

@@ -1,0 +1,23 @@
+"""The README must not lie: its example runs, and its test command is what CI calls."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_example_is_the_example_file_and_runs():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    example = (ROOT / "examples" / "own_model.py").read_text()
+    assert example in blocks
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(example, "README example", "exec"), namespace)
+    assert "model" in namespace
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make test" in ci
+    assert "torch==2.13.0" in ci

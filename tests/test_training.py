@@ -1,0 +1,202 @@
+"""The trainer: who learns, at what rate, exact resumption, and crash-safe checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal
+
+from avf.data import Sequences, sample_dataset
+from avf.inference import Iterative, PriorOnly
+from avf.models import LinearGaussian
+from avf.training import CHECKPOINT, TrainConfig, Trainer, kl_weight, load_weights
+from avf.validation import NonFiniteError
+
+
+class Fragile(LinearGaussian):
+    """An LGSSM whose likelihood turns infinite after ``poison_at`` calls (a mid-run crash)."""
+
+    calls = 0
+    poison_at: int | None = None
+
+    def likelihood(self, z, state) -> MultivariateNormal:
+        self.calls += 1
+        dist = super().likelihood(z, state)
+        if self.poison_at is not None and self.calls > self.poison_at:
+            return MultivariateNormal(dist.loc + float("inf"), scale_tril=dist.scale_tril)
+        return dist
+
+
+def make(seed: int = 0, cls: type[LinearGaussian] = LinearGaussian):
+    """A tiny model (θ) and iterative inference model (φ), initialised from ``seed``."""
+    torch.manual_seed(seed)
+    model = cls.random(latent_dim=2, obs_dim=2, seed=1)
+    return model, Iterative(2, iterations=1, hidden=16, layers=1)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Sequences, Sequences]:
+    source = sample_dataset(LinearGaussian.random(latent_dim=2, obs_dim=2, seed=0), 10, 6, 0)
+    lengths = [6, 4, 5, 3, 6, 2, 6, 5]
+    train = Sequences.from_list([source.x[i, :n] for i, n in enumerate(lengths)])
+    return train, source.subset([8, 9])
+
+
+def config(**kw) -> TrainConfig:
+    base = {"epochs": 2, "batch_size": 3, "model_lr": 1e-2, "inference_lr": 1e-2,
+            "progress": False}
+    return TrainConfig(**{**base, **kw})
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kl_weight_rises_linearly_to_one() -> None:
+    cfg = TrainConfig(kl_anneal_epochs=2, kl_anneal_start=0.2)
+    values = [kl_weight(s, 5, cfg) for s in (0, 5, 10, 20)]
+    assert values == pytest.approx([0.2, 0.6, 1.0, 1.0])
+    assert kl_weight(0, 5, TrainConfig()) == 1.0
+
+
+def test_resuming_gives_bit_identical_parameters(data, tmp_path: Path) -> None:
+    train, valid = data
+    kw = {"kl_anneal_epochs": 3, "kl_anneal_start": 0.1, "lr_decay": 0.8, "grad_clip": 5.0}
+    model, inference = make()
+    straight = Trainer(model, inference, config(epochs=4, **kw), tmp_path / "a").fit(train, valid)
+
+    model2, inference2 = make()
+    Trainer(model2, inference2, config(epochs=2, **kw), tmp_path / "b").fit(train, valid)
+    model3, inference3 = make(seed=99)  # a fresh process would build from scratch
+    resumed = Trainer(model3, inference3, config(epochs=4, **kw), tmp_path / "b").fit(
+        train, valid)
+
+    assert same(snapshot(model), snapshot(model3))
+    assert same(snapshot(inference), snapshot(inference3))
+    drop = ("epoch_time", "wall_time")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in straight] == [
+        {k: v for k, v in r.items() if k not in drop} for r in resumed]
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_nan_mid_training_leaves_the_last_checkpoint_intact(data, tmp_path: Path) -> None:
+    train, valid = data
+    probe_model, probe_inference = make(cls=Fragile)
+    Trainer(probe_model, probe_inference, config(epochs=2)).fit(train, valid)
+    per_two_epochs = probe_model.calls
+
+    model, inference = make(cls=Fragile)
+    model.poison_at = per_two_epochs + per_two_epochs // 4  # early in epoch 3
+    with pytest.raises(NonFiniteError, match=r"epoch 3, batch \d+: non-finite reconstruction"):
+        Trainer(model, inference, config(epochs=4), tmp_path).fit(train, valid)
+
+    fresh_model, fresh_inference = make(seed=5)
+    ckpt = load_weights(tmp_path / CHECKPOINT, fresh_model, fresh_inference)
+    assert ckpt["epoch"] == 2
+    assert same(snapshot(fresh_model), snapshot(probe_model))
+    assert same(snapshot(fresh_inference), snapshot(probe_inference))
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(data, tmp_path: Path, monkeypatch) -> None:
+    train, _ = data
+    trainer = Trainer(*make(), config(epochs=1), tmp_path)
+    trainer.fit(train)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+
+    def broken_save(_obj, f) -> None:
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    trainer.config.epochs = 2
+    with pytest.raises(OSError, match="disk full"):
+        trainer.fit(train)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+
+
+def test_non_finite_gradients_name_the_parameter(data) -> None:
+    train, _ = data
+    model, inference = make()
+    model.A.register_hook(lambda g: g * float("nan"))
+    with pytest.raises(NonFiniteError, match="epoch 1, batch 1: non-finite gradient in model "
+                                             "parameter 'A'"):
+        Trainer(model, inference, config()).fit(train)
+
+
+def test_fixed_model_only_inference_learns(data) -> None:
+    train, _ = data
+    model, inference = make()
+    theta, phi = snapshot(model), snapshot(inference)
+    trainer = Trainer(model, inference, config(train_model=False))
+    trainer.fit(train)
+    assert trainer.optimizers["model"] is None
+    assert same(snapshot(model), theta)
+    assert not same(snapshot(inference), phi)
+
+
+@pytest.mark.parametrize(("model_lr", "inference_lr"), [(0.0, 1e-2), (1e-2, 0.0)])
+def test_each_parameter_set_uses_its_own_learning_rate(data, model_lr, inference_lr) -> None:
+    train, _ = data
+    model, inference = make()
+    theta, phi = snapshot(model), snapshot(inference)
+    Trainer(model, inference, config(model_lr=model_lr, inference_lr=inference_lr)).fit(train)
+    assert same(snapshot(model), theta) == (model_lr == 0)
+    assert same(snapshot(inference), phi) == (inference_lr == 0)
+
+
+def test_learning_rates_decay_every_epoch_and_are_logged(data, tmp_path: Path) -> None:
+    train, valid = data
+    trainer = Trainer(*make(), config(epochs=3, lr_decay=0.5, model_lr=0.02,
+                                      kl_anneal_epochs=2), tmp_path)
+    history = trainer.fit(train, valid)
+    assert [r["model_lr"] for r in history] == pytest.approx([0.02, 0.01, 0.005])
+    assert [r["inference_lr"] for r in history] == pytest.approx([0.01, 0.005, 0.0025])
+    assert trainer.optimizers["model"].param_groups[0]["lr"] == pytest.approx(0.0025)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records == json.loads(json.dumps(history))
+    steps_per_epoch = train.num_batches(3)
+    assert [r["step"] for r in records] == [steps_per_epoch * e for e in (1, 2, 3)]
+    # β of each epoch's last batch, annealed over two epochs
+    assert [r["beta"] for r in records] == pytest.approx(
+        [(steps_per_epoch - 1) / (2 * steps_per_epoch), (2 * steps_per_epoch - 1) /
+         (2 * steps_per_epoch), 1.0])
+    for r in records:
+        assert {"train_free_energy", "train_recon", "train_kl", "valid_free_energy",
+                "valid_macro_free_energy", "wall_time"} <= r.keys()
+        assert r["train_free_energy"] == pytest.approx(r["train_recon"] + r["train_kl"])
+    assert (tmp_path / "best.pt").is_file()
+
+
+def test_validation_and_checkpoint_intervals(data, tmp_path: Path) -> None:
+    train, valid = data
+    history = Trainer(*make(), config(epochs=3, valid_every=2, checkpoint_every=2),
+                      tmp_path).fit(train, valid)
+    assert ["valid_free_energy" in r for r in history] == [False, True, True]  # last always
+    assert load_weights(tmp_path / CHECKPOINT, *make())["epoch"] == 3
+
+
+def test_models_without_parameters_train_nothing_but_run(data) -> None:
+    train, _ = data
+    model = LinearGaussian.random(latent_dim=2, obs_dim=2)
+    trainer = Trainer(model, PriorOnly(), config(train_model=False))
+    with pytest.warns(UserWarning, match="nothing to train"):
+        history = trainer.fit(train)
+    assert len(history) == 2 and trainer.optimizers == {"model": None, "inference": None}
+
+
+def test_bad_settings_are_named() -> None:
+    with pytest.raises(ValueError, match=r"training\.batch_size"):
+        Trainer(*make(), TrainConfig(batch_size=0))
+    with pytest.raises(ValueError, match=r"training\.lr_decay"):
+        Trainer(*make(), TrainConfig(lr_decay=0.0))
