@@ -39,7 +39,7 @@ class DemoSize:
     particles: int
 
 
-FULL = DemoSize(train_sequences=1024, test_sequences=128, steps=25, epochs=6, hidden=256,
+FULL = DemoSize(train_sequences=512, test_sequences=128, steps=25, epochs=6, hidden=256,
                 gd_iterations=100, particles=2000)
 QUICK = DemoSize(train_sequences=64, test_sequences=8, steps=6, epochs=1, hidden=32,
                  gd_iterations=5, particles=100)
@@ -74,7 +74,7 @@ def run_model(name: str, model: nn.Module, size: DemoSize, seed: int, progress: 
         torch.manual_seed(seed)
         start = time.perf_counter()
         if any(p.requires_grad for p in inference.parameters()):
-            config = TrainConfig(epochs=size.epochs, batch_size=32, inference_lr=1e-3,
+            config = TrainConfig(epochs=size.epochs, batch_size=32, inference_lr=3e-3,
                                  train_model=False, seed=seed, progress=progress)
             Trainer(model, inference, config).fit(train)
         train_time = time.perf_counter() - start
