@@ -24,7 +24,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/lgssm_acceptance.py
+	$(BIN)/python benchmarks/inference_gap.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache
