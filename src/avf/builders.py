@@ -37,14 +37,36 @@ def _growth() -> Callable[..., nn.Module]:
     return NonlinearGrowth
 
 
-MODELS: dict[str, Callable[[], Callable[..., nn.Module]]] = {"lgssm": _lgssm, "growth": _growth}
-INFERENCE = ("prior", "direct", "iterative", "gradient")
+def _srnn() -> Callable[..., nn.Module]:
+    from avf.models.srnn import SRNN
+
+    return SRNN
+
+
+def _vrnn() -> Callable[..., nn.Module]:
+    from avf.models.vrnn import VRNN
+
+    return VRNN
+
+
+def _dmm() -> Callable[..., nn.Module]:
+    from avf.models.dmm import DMM
+
+    return DMM
+
+
+MODELS: dict[str, Callable[[], Callable[..., nn.Module]]] = {
+    "lgssm": _lgssm, "growth": _growth, "srnn": _srnn, "vrnn": _vrnn, "dmm": _dmm}
+INFERENCE = ("prior", "direct", "iterative", "gradient", "baseline")
 DATA_SOURCES = ("synthetic",)
 SPLITS = ("train", "valid", "test")
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """``lgssm`` → ``LinearGaussian.random(**options)``; ``growth`` → ``NonlinearGrowth``."""
+    """``lgssm`` → ``LinearGaussian.random(**options)``; the others → their class.
+
+    ``growth`` → ``NonlinearGrowth``, ``srnn`` → ``SRNN``, ``vrnn`` → ``VRNN``, ``dmm`` → ``DMM``.
+    """
     if cfg.name not in MODELS:
         raise ValueError(f"unknown model '{cfg.name}'; known models: {', '.join(MODELS)}")
     factory = MODELS[cfg.name]()
@@ -57,6 +79,7 @@ def build_inference(cfg: InferenceConfig, model: nn.Module, x_dim: int) -> Infer
 
     Extra options: ``use_state`` (direct, default true) feeds the model state to the encoder;
     ``x_input`` (iterative, default false) adds x_t to the inputs of the iterative model.
+    ``baseline`` is the model's own encoder, ``model.baseline_encoder(**options)``.
     """
     opts = dict(cfg.options)
     where = f"inference '{cfg.name}'"
@@ -76,6 +99,12 @@ def build_inference(cfg: InferenceConfig, model: nn.Module, x_dim: int) -> Infer
         check_options(where, opts, Iterative, supplied={"latent_dim", "x_dim"},
                       extra=("x_input",))
         return Iterative(latent_dim(model), x_dim=x_dim if x_input else 0, **opts)
+    if cfg.name == "baseline":
+        factory = getattr(model, "baseline_encoder", None)
+        if factory is None:
+            raise ValueError(f"model {type(model).__name__} has no baseline encoder")
+        check_options(where, opts, factory)
+        return factory(**opts)
     raise ValueError(f"unknown inference '{cfg.name}'; known procedures: {', '.join(INFERENCE)}")
 
 

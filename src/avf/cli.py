@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return train(args)
         if args.command == "evaluate":
             return evaluate_run(args)
+        if args.command == "data":
+            return manage_data(args)
         return demo(args, extra)
     except NonFiniteError as err:
         if args.debug:
@@ -84,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="the demo (options: avf demo --help)")
     p.add_argument("--quick", action="store_true", help="a short version")
     p.add_argument("--out", help="output directory")
+
+    p = sub.add_parser("data", parents=[common], help="list, verify or download data files")
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    for name, text in (("list", "known data files and whether they are here"),
+                       ("verify", "check the files here against their SHA-256"),
+                       ("download", "fetch data files (all, or the NAMEs given)")):
+        q = actions.add_parser(name, parents=[common], help=text)
+        if name == "download":
+            q.add_argument("names", nargs="*", metavar="NAME",
+                           help="a data set (jsb, nottingham, musedata, piano) or a file name")
+        q.add_argument("--data-dir", help="data directory (default: $AVF_DATA_DIR, else "
+                       "~/.cache/avf)")
     return parser
 
 
@@ -211,6 +225,40 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
     argv = (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
     result = demo_main([*argv, *extra])
     return int(result) if isinstance(result, int) else 0
+
+
+# -- data -------------------------------------------------------------------------------------
+def manage_data(args: argparse.Namespace) -> int:
+    """``avf data list|verify|download``: exit status 1 when a file here has the wrong hash."""
+    from avf.data import datadir
+
+    root = datadir.resolve_data_dir(args.data_dir)
+    # unknown names fail before anything is printed or downloaded
+    entries = datadir.known_files(getattr(args, "names", ()))
+    print(f"data directory: {root} (from {datadir.data_dir_origin(args.data_dir)})")
+    if args.data_command == "download":
+        for status in datadir.verify(root, [e.name for e in entries]):
+            if status.status == "ok":
+                print(f"present   {status.path}")
+                continue
+            print(f"fetching  {status.file.url}", flush=True)
+            print(f"ok        {datadir.fetch(status.file, root)}")
+        return 0
+    statuses = datadir.verify(root)
+    for s in statuses:
+        entry = s.file
+        if args.data_command == "list":
+            print(f"{s.status:9s} {entry.dataset:11s} {entry.name:26s} {entry.size:>10,d} B  "
+                  f"{entry.url}")
+        else:
+            found = f"  (SHA-256 {s.sha256})" if s.status == "mismatch" else ""
+            print(f"{s.status:9s} {s.path}{found}")
+    counts = {k: sum(s.status == k for s in statuses) for k in ("ok", "missing", "mismatch")}
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    if counts["missing"]:
+        print("fetch missing files with `avf data download [NAME...]`, or copy them into "
+              f"{root / 'polyphonic'}")
+    return 1 if counts["mismatch"] else 0
 
 
 def _error(err: BaseException) -> None:

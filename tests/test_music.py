@@ -1,0 +1,361 @@
+"""Polyphonic music loaders: every format on tiny files written here, the safe unpickler, crops,
+MIDI import, and (when the team's shared data folder is there) the real splits' statistics."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import savemat
+
+from avf.data import Sequences
+from avf.data.music import (
+    KEYS,
+    SPLITS,
+    load_file,
+    load_music,
+    load_pickle,
+    midi_to_piano_roll,
+    music_splits,
+    random_crops,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# note lists in the original layout: a list of steps, each a tuple of MIDI notes (may be empty)
+SONGS = {
+    "train": [[(60, 64, 67), (62,), ()], [(21, 108), (48, 52)]],
+    "valid": [[(70,)]],
+    "test": [[(55, 59), (55,), (57, 60, 64), ()]],
+}
+
+
+def expected_roll(song: list[tuple[int, ...]]) -> torch.Tensor:
+    roll = torch.zeros(len(song), KEYS)
+    for t, notes in enumerate(song):
+        for note in notes:
+            roll[t, note - 21] = 1.0
+    return roll
+
+
+def assert_same_as_songs(data: dict[str, list[torch.Tensor]]) -> None:
+    assert set(data) == set(SPLITS)
+    for split in SPLITS:
+        assert len(data[split]) == len(SONGS[split])
+        for got, song in zip(data[split], SONGS[split], strict=True):
+            assert got.dtype == torch.float32 and got.shape == (len(song), KEYS)
+            assert torch.equal(got, expected_roll(song))
+
+
+def numpy_songs() -> dict[str, list[list[tuple[np.int64, ...]]]]:
+    return {split: [[tuple(np.int64(n) for n in step) for step in song] for song in songs]
+            for split, songs in SONGS.items()}
+
+
+# -- formats on tiny files --------------------------------------------------------------------
+def test_json(tmp_path: Path) -> None:
+    path = tmp_path / "songs.json"
+    path.write_text(json.dumps(SONGS))
+    assert_same_as_songs(load_file(path))
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 ``str`` (BINSTRING), as the original pickles hold them.
+
+    Python 3's protocol 2 writes bytes through ``_codecs.encode`` instead, a global the safe
+    unpickler rightly refuses; Python 2 had no such call.
+    """
+
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
+
+    def save_str2(self, obj: bytes) -> None:
+        size = len(obj)
+        head = (pickle.SHORT_BINSTRING + bytes([size]) if size < 256
+                else pickle.BINSTRING + struct.pack("<i", size))
+        self.write(head + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_str2
+
+
+def python2_pickle(obj: object) -> bytes:
+    out = io.BytesIO()
+    _Python2Pickler(out, protocol=2).dump(obj)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("module", [b"numpy._core.multiarray", b"numpy.core.multiarray"])
+@pytest.mark.parametrize("style", ["python2", "python3"])
+def test_pickle_of_numpy_scalars(tmp_path: Path, module: bytes, style: str) -> None:
+    songs = numpy_songs()
+    # protocol 3 names globals as text (GLOBAL), so either numpy spelling can be put in place
+    blob = python2_pickle(songs) if style == "python2" else pickle.dumps(songs, protocol=3)
+    for name in (b"numpy._core.multiarray", b"numpy.core.multiarray"):
+        blob = blob.replace(name + b"\nscalar", module + b"\nscalar")
+    assert module + b"\nscalar" in blob
+    path = tmp_path / "songs.pickle"
+    path.write_bytes(blob)
+    assert_same_as_songs(load_file(path))
+
+
+def test_mat(tmp_path: Path) -> None:
+    cells = {}
+    for split, songs in SONGS.items():
+        cell = np.empty((1, len(songs)), dtype=object)
+        for i, song in enumerate(songs):
+            cell[0, i] = expected_roll(song).numpy().astype(np.uint8)
+        cells[f"{split}data"] = cell
+    path = tmp_path / "songs.mat"
+    savemat(path, cells)
+    assert_same_as_songs(load_file(path))
+
+
+def test_mat_with_wrong_width(tmp_path: Path) -> None:
+    cell = np.empty((1, 1), dtype=object)
+    cell[0, 0] = np.zeros((4, 12), dtype=np.uint8)
+    savemat(tmp_path / "bad.mat", {"traindata": cell, "validdata": cell, "testdata": cell})
+    with pytest.raises(ValueError, match=r"bad\.mat \(train sequence 0\).*T×88.*\(4, 12\)"):
+        load_file(tmp_path / "bad.mat")
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pickle"
+    path.write_bytes(pickle.dumps({"train": [_Evil(marker)]}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match=r"blocked global (os|posix|nt)\.system"):
+        load_pickle(path)
+    assert not marker.exists()
+    path.write_bytes(pickle.dumps(eval, protocol=4))
+    with pytest.raises(pickle.UnpicklingError, match=r"blocked global builtins\.eval"):
+        load_pickle(path)
+
+
+class _ObjectScalar:
+    def __reduce__(self):
+        scalar = np.int64(0).__reduce__()[0]  # numpy's scalar constructor, as numpy spells it
+        return scalar, (np.dtype(object), None)
+
+
+def test_object_dtype_scalar_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "object.pickle"
+    path.write_bytes(pickle.dumps([_ObjectScalar()], protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="dtype"):
+        load_pickle(path)
+
+
+@pytest.mark.parametrize("note", [20, 109, 128])
+def test_note_off_the_keyboard(tmp_path: Path, note: int) -> None:
+    songs = {"train": [[(60,), (note, 64)]], "valid": [], "test": []}
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(songs))
+    with pytest.raises(ValueError, match=rf"wide\.json \(train sequence 0\), step 1: MIDI note "
+                                         rf"{note} is outside the piano's range 21–108"):
+        load_file(path)
+
+
+def test_bad_layouts(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"train": [], "valid": []}))
+    with pytest.raises(ValueError, match="no 'test' split"):
+        load_file(path)
+    path.write_text(json.dumps({"train": [[[60.5]]], "valid": [], "test": []}))
+    with pytest.raises(ValueError, match=r"60\.5 is not a MIDI note number"):
+        load_file(path)
+    with pytest.raises(ValueError, match=r"unknown music file type '\.txt'"):
+        load_file(tmp_path / "songs.txt")
+
+
+# -- finding files ----------------------------------------------------------------------------
+def test_load_music_by_name_prefers_mat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "polyphonic"
+    folder.mkdir()
+    (folder / "jsb-chorales-quarter.json").write_text(json.dumps(SONGS))
+    assert_same_as_songs(load_music("jsb", tmp_path))
+    monkeypatch.setenv("AVF_DATA_DIR", str(tmp_path))
+    assert_same_as_songs(load_music("JSB"))
+    assert_same_as_songs(load_music(folder / "jsb-chorales-quarter.json"))  # a path
+    cell = np.empty((1, 1), dtype=object)
+    cell[0, 0] = np.ones((2, KEYS), dtype=np.uint8)
+    savemat(folder / "JSB_Chorales.mat", {f"{s}data": cell for s in SPLITS})
+    assert load_music("jsb")["train"][0].shape == (2, KEYS)
+
+
+def test_missing_data_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        load_music("nottingham", tmp_path)
+    text = str(info.value)
+    for part in ("'Nottingham.mat'", "'Nottingham.pickle'", str(tmp_path / "polyphonic"),
+                 "avf data download nottingham", "--data-dir", "AVF_DATA_DIR"):
+        assert part in text
+    with pytest.raises(FileNotFoundError, match=r"not a data set name.*jsb, nottingham"):
+        load_music(str(tmp_path / "nothing.mat"))
+
+
+# -- crops and splits -------------------------------------------------------------------------
+def numbered_songs(lengths: list[int]) -> list[torch.Tensor]:
+    """Songs whose first column counts the steps, so a crop shows where it came from."""
+    songs = []
+    for i, length in enumerate(lengths):
+        song = torch.zeros(length, KEYS)
+        song[:, 0] = torch.arange(length)
+        song[:, 1] = i
+        songs.append(song)
+    return songs
+
+
+def test_random_crops() -> None:
+    songs = numbered_songs([27, 10, 40])
+    crops = random_crops(songs, 25, torch.Generator().manual_seed(0))
+    assert isinstance(crops, Sequences) and crops.x.shape == (2, 25, KEYS)
+    assert bool(crops.mask.all())
+    assert crops.x[:, 0, 1].tolist() == [0, 2]  # the 10-step song is dropped
+    for window in crops.x:
+        start = int(window[0, 0])
+        assert torch.equal(window[:, 0], torch.arange(start, start + 25, dtype=torch.float32))
+    again = random_crops(songs, 25, torch.Generator().manual_seed(0))
+    assert torch.equal(crops.x, again.x)
+    g = torch.Generator().manual_seed(1)
+    starts = {int(random_crops(songs[:1], 25, g).x[0, 0, 0]) for _ in range(200)}
+    assert starts == {0, 1, 2}  # every window can be drawn, and none past the end
+    with pytest.raises(ValueError, match="no song has 50 steps or more"):
+        random_crops(songs, 50)
+    with pytest.raises(ValueError, match="positive integer"):
+        random_crops(songs, 0)
+
+
+def test_music_splits() -> None:
+    data = {"train": numbered_songs([30, 31, 5]), "valid": numbered_songs([26]),
+            "test": numbered_songs([3, 7])}
+    splits = music_splits(data, crop=25, seed=3)
+    assert splits["train"].x.shape == (2, 25, KEYS) and splits["valid"].x.shape == (1, 25, KEYS)
+    assert splits["test"].lengths.tolist() == [3, 7] and splits["test"].x.shape[1] == 7
+    assert torch.equal(music_splits(data, seed=3)["train"].x, splits["train"].x)
+    whole = music_splits(data, crop=None)
+    assert whole["train"].lengths.tolist() == [30, 31, 5]
+
+
+# -- MIDI -------------------------------------------------------------------------------------
+def write_midi(path: Path, notes: list[tuple[int, int, int, int]], per_beat: int = 480) -> None:
+    """notes: (channel, pitch, start tick, end tick), written as one track."""
+    mido = pytest.importorskip("mido")
+    events = []
+    for channel, pitch, start, end in notes:
+        events.append((start, 1, mido.Message("note_on", channel=channel, note=pitch,
+                                               velocity=80)))
+        events.append((end, 0, mido.Message("note_off", channel=channel, note=pitch)))
+    track, now = mido.MidiTrack(), 0
+    track.append(mido.MetaMessage("set_tempo", tempo=400_000, time=0))
+    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    midi = mido.MidiFile(ticks_per_beat=per_beat)
+    midi.tracks.append(track)
+    midi.save(path)
+
+
+def test_midi_to_piano_roll(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.mid"
+    write_midi(path, [
+        (0, 60, 0, 480),      # a quarter note: step 0
+        (0, 64, 480, 1440),   # a half-note chord: steps 1 and 2
+        (1, 67, 480, 1440),
+        (0, 72, 1440, 1680),  # an eighth note on the beat: step 3
+        (0, 74, 1700, 1800),  # shorter than a step, between beats: kept, at step 3
+        (9, 36, 0, 1800),     # drums: left out
+    ])
+    roll = midi_to_piano_roll(path)
+    assert roll.dtype == torch.float32 and roll.shape == (4, KEYS)
+    notes = [sorted((row.nonzero().flatten() + 21).tolist()) for row in roll]
+    assert notes == [[60], [64, 67], [64, 67], [72, 74]]
+    fine = midi_to_piano_roll(path, steps_per_quarter=2)
+    notes = [sorted((row.nonzero().flatten() + 21).tolist()) for row in fine]
+    assert notes == [[60], [60], [64, 67], [64, 67], [64, 67], [64, 67], [72], [74]]
+    with_drums = midi_to_piano_roll(path, drums=True)
+    assert with_drums[:, 36 - 21].tolist() == [1.0] * 4
+
+
+def test_midi_note_off_the_keyboard(tmp_path: Path) -> None:
+    path = tmp_path / "high.mid"
+    write_midi(path, [(0, 60, 0, 480), (0, 110, 0, 480)])
+    with pytest.raises(ValueError, match=r"high\.mid: MIDI note 110 is outside"):
+        midi_to_piano_roll(path)
+    assert midi_to_piano_roll(path, out_of_range="drop").sum() == 1
+
+
+def test_midi_without_mido(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mido", None)  # makes `import mido` fail
+    with pytest.raises(ImportError, match=r"pip install avf\[midi\]"):
+        midi_to_piano_roll(tmp_path / "any.mid")
+
+
+# -- the real data sets -----------------------------------------------------------------------
+# from /work/shared/data/README.md, section 1.4: (sequences, min, max length, total steps,
+# lowest and highest note, mean notes per step) per split
+STATS = {
+    "jsb": {"train": (229, 25, 129, 13_807, 43, 96, 3.90),
+            "valid": (76, 32, 144, 4_602, 48, 96, 3.87),
+            "test": (77, 32, 160, 4_725, 45, 96, 3.89)},
+    "nottingham": {"train": (694, 40, 1788, 176_561, 31, 93, 3.96),
+                   "valid": (173, 96, 1473, 45_513, 34, 91, 3.96),
+                   "test": (170, 63, 1793, 44_463, 36, 89, 3.99)},
+    "musedata": {"train": (524, 9, 3457, 245_202, 21, 96, 3.49),
+                 "valid": (135, 63, 3723, 82_755, 21, 100, 3.48),
+                 "test": (124, 45, 4273, 64_339, 21, 105, 3.29)},
+    "piano": {"train": (87, 111, 3857, 75_911, 21, 108, 3.04),
+              "valid": (12, 209, 1637, 8_540, 24, 104, 3.23),
+              "test": (25, 65, 2645, 19_036, 21, 108, 2.95)},
+}
+
+
+@pytest.fixture(scope="module")
+def shared_dir() -> Path:
+    for root in (os.environ.get("AVF_DATA_DIR"), SHARED):
+        if root and (Path(root) / "polyphonic" / "JSB_Chorales.mat").is_file():
+            return Path(root)
+    pytest.skip(f"the polyphonic data are not in {SHARED} nor in $AVF_DATA_DIR")
+
+
+@pytest.mark.parametrize("name", list(STATS))
+def test_real_split_statistics(shared_dir: Path, name: str) -> None:
+    data = load_music(name, shared_dir)
+    for split, (count, shortest, longest, steps, low, high, density) in STATS[name].items():
+        songs = data[split]
+        lengths = [s.shape[0] for s in songs]
+        assert (len(songs), min(lengths), max(lengths), sum(lengths)) == (
+            count, shortest, longest, steps), f"{name} {split}"
+        rolls = torch.cat(songs)
+        keys = rolls.any(0).nonzero().flatten() + 21
+        assert (int(keys.min()), int(keys.max())) == (low, high), f"{name} {split}"
+        assert float(rolls.sum(1).mean()) == pytest.approx(density, abs=0.005)
+
+
+def test_jsb_formats_agree(shared_dir: Path) -> None:
+    folder = shared_dir / "polyphonic"
+    mat = load_file(folder / "JSB_Chorales.mat")
+    for other in ("jsb-chorales-quarter.pkl", "jsb-chorales-quarter.json"):
+        data = load_file(folder / other)
+        for split in SPLITS:
+            assert len(data[split]) == len(mat[split])
+            assert all(torch.equal(a, b) for a, b in zip(data[split], mat[split], strict=True))
+    first = [sorted((row.nonzero().flatten() + 21).tolist()) for row in mat["train"][0][:3]]
+    assert first == [[60, 72, 79, 88], [72, 79, 88], [67, 70, 76, 84]]
+    splits = music_splits(mat, crop=25, seed=0)
+    assert splits["train"].x.shape == (229, 25, KEYS) and splits["valid"].x.shape == (76, 25, KEYS)
+    assert splits["test"].steps == 4_725 and splits["test"].x.shape == (77, 160, KEYS)
