@@ -55,6 +55,8 @@ def methods(hidden: int) -> dict[str, tuple[str, Callable[[nn.Module], Inference
                                                    encoding="layernorm")),
         "gd100": ("gradient descent, 100 Adam steps (lr 0.1, linear decay)",
                   lambda _: GradientDescent(100, lr=0.1)),
+        "gd100_lr1": ("gradient descent, 100 Adam steps (lr 1.0, linear decay)",
+                      lambda _: GradientDescent(100, lr=1.0)),
     }
 
 
