@@ -10,15 +10,18 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from avf.config import DataConfig, ExperimentConfig, InferenceConfig, ModelConfig
-from avf.data import Sequences, sample_dataset
+from avf.config import SOURCE_KEYS, DataConfig, ExperimentConfig, InferenceConfig, ModelConfig
+from avf.data import Sequences, load_music, music_splits, random_crops, sample_dataset
 from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative, PriorOnly
 from avf.model import latent_dim, state_dim
+from avf.training import TrainData, epoch_data
 from avf.validation import observation_shape
 
 # Constructor arguments that the builder supplies itself (or that TOML cannot express).
@@ -58,7 +61,7 @@ def _dmm() -> Callable[..., nn.Module]:
 MODELS: dict[str, Callable[[], Callable[..., nn.Module]]] = {
     "lgssm": _lgssm, "growth": _growth, "srnn": _srnn, "vrnn": _vrnn, "dmm": _dmm}
 INFERENCE = ("prior", "direct", "iterative", "gradient", "baseline")
-DATA_SOURCES = ("synthetic",)
+DATA_SOURCES = tuple(SOURCE_KEYS)
 SPLITS = ("train", "valid", "test")
 
 
@@ -118,24 +121,82 @@ def data_model_config(cfg: ExperimentConfig) -> ModelConfig:
     return ModelConfig(cfg.model.name, {**cfg.model.options, **cfg.data.generator})
 
 
-def build_datasets(cfg: ExperimentConfig) -> dict[str, Sequences | None]:
-    """The train, valid and test splits (``None`` for a split of size 0).
+def build_datasets(
+    cfg: ExperimentConfig, data_dir: str | Path | None = None
+) -> dict[str, Sequences | None]:
+    """The train, valid and test splits as fixed sequences (``None`` for a split of size 0).
 
-    Each split has its own seed derived from ``data.seed``, so resizing one split leaves the
-    others unchanged.
+    Synthetic: each split has its own seed derived from ``data.seed``, so resizing one split
+    leaves the others unchanged. Music: read from ``data_dir`` (else ``$AVF_DATA_DIR``, else
+    the default, see :func:`avf.data.resolve_data_dir`); train is the first epoch's windows,
+    valid one fixed window per song, test whole songs.
     """
-    data: DataConfig = cfg.data
-    if data.source not in DATA_SOURCES:
-        raise ValueError(f"unknown data source '{data.source}'; known: {', '.join(DATA_SOURCES)}")
+    data = _checked(cfg)
+    if data.source == "music":
+        train, valid, test = _music(data, data_dir)
+        return {"train": epoch_data(train, 1), "valid": valid, "test": test}
+    return _synthetic(cfg, data)
+
+
+def build_training_data(
+    cfg: ExperimentConfig, data_dir: str | Path | None = None
+) -> tuple[TrainData, Sequences | None]:
+    """What :meth:`avf.training.Trainer.fit` takes: the training data and the validation set.
+
+    For music with ``crop > 0`` the training data are :class:`EpochCrops`, fresh windows every
+    epoch as in the AVF paper; otherwise fixed sequences.
+    """
+    data = _checked(cfg)
+    if data.source == "music":
+        train, valid, _ = _music(data, data_dir)
+        return train, valid
+    splits = _synthetic(cfg, data)
+    assert splits["train"] is not None  # DataConfig.check asks for at least one
+    return splits["train"], splits["valid"]
+
+
+class EpochCrops:
+    """One random ``length``-step window of every long enough song, drawn afresh each epoch.
+
+    An epoch's windows depend on (``seed``, epoch) alone, not on what ran before in this
+    process, so a run resumed from a checkpoint trains on the windows an uninterrupted run
+    would have used.
+    """
+
+    def __init__(self, songs: list[Tensor], length: int, seed: int) -> None:
+        self.songs = songs
+        self.length = length
+        self.seed = seed
+        self.count = sum(int(s.shape[0] >= length) for s in songs)
+
+    def __len__(self) -> int:
+        """Windows per epoch: one per song of at least ``length`` steps."""
+        return self.count
+
+    def __call__(self, epoch: int) -> Sequences:
+        generator = torch.Generator().manual_seed(split_seed(self.seed, 0, epoch))
+        return random_crops(self.songs, self.length, generator)
+
+
+def _checked(cfg: ExperimentConfig) -> DataConfig:
+    data = cfg.data.resolved()
+    data.check()
+    return data
+
+
+def _music(
+    data: DataConfig, data_dir: str | Path | None
+) -> tuple[TrainData, Sequences, Sequences]:
+    assert data.dataset is not None and data.crop is not None  # DataConfig.check/resolved
+    songs = load_music(data.dataset, data_dir)
+    splits = music_splits(songs, data.crop or None, data.seed)
+    train = EpochCrops(songs["train"], data.crop, data.seed) if data.crop else splits["train"]
+    return train, splits["valid"], splits["test"]
+
+
+def _synthetic(cfg: ExperimentConfig, data: DataConfig) -> dict[str, Sequences | None]:
     sizes = dict(zip(SPLITS, (data.train_sequences, data.valid_sequences, data.test_sequences),
                      strict=True))
-    for split, n in sizes.items():
-        if n < 0:
-            raise ValueError(f"data.{split}_sequences must be >= 0, got {n}")
-    if sizes["train"] < 1:
-        raise ValueError("data.train_sequences must be at least 1")
-    if data.steps < 1:
-        raise ValueError(f"data.steps must be at least 1, got {data.steps}")
     generator = build_model(data_model_config(cfg))
     return {
         split: sample_dataset(generator, n, data.steps, split_seed(data.seed, i)) if n else None
@@ -143,9 +204,9 @@ def build_datasets(cfg: ExperimentConfig) -> dict[str, Sequences | None]:
     }
 
 
-def split_seed(seed: int, index: int) -> int:
-    """A well-mixed seed for split ``index`` of a data set seeded with ``seed``."""
-    return int(np.random.SeedSequence([seed % 2**63, index]).generate_state(1, np.uint64)[0]
+def split_seed(seed: int, *keys: int) -> int:
+    """A well-mixed seed for the stream ``keys`` (a split's index, …) of data seeded ``seed``."""
+    return int(np.random.SeedSequence([seed % 2**63, *keys]).generate_state(1, np.uint64)[0]
                % 2**63)
 
 

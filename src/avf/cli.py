@@ -1,8 +1,10 @@
-"""The ``avf`` command: train from a config file, evaluate a run, run the demo.
+"""The ``avf`` command: train from a config file, evaluate or plot a run, run the demo.
 
 A run directory is self-describing: ``config.toml`` (the resolved config) plus checkpoints, so
-``avf evaluate RUN_DIR`` rebuilds everything from it. Mistakes in configs and paths are
-reported as one line on stderr with exit status 2; ``--debug`` shows the traceback instead.
+``avf evaluate RUN_DIR`` and ``avf plot RUN_DIR`` rebuild everything from it. Real data are not
+part of a run: they come from ``--data-dir``, else ``$AVF_DATA_DIR``, else the default folder.
+Mistakes in configs and paths, and a missing optional dependency, are reported as one line on
+stderr with exit status 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -18,14 +20,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from avf.builders import SPLITS, build_datasets, build_inference, build_model, observation_size
+from avf.builders import (
+    SPLITS,
+    build_datasets,
+    build_inference,
+    build_model,
+    build_training_data,
+    observation_size,
+)
 from avf.config import ExperimentConfig, load_config, save_config
 from avf.data import Sequences
 from avf.evaluation import Score, evaluate
-from avf.training import BEST, CHECKPOINT, Trainer, load_weights
+from avf.training import BEST, CHECKPOINT, METRICS, Trainer, load_weights
 from avf.validation import NonFiniteError
 
-USER_ERRORS = (OSError, ValueError, TypeError)
+USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
 CONFIG_NAME = "config.toml"
 
 
@@ -43,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return train(args)
         if args.command == "evaluate":
             return evaluate_run(args)
+        if args.command == "plot":
+            return plot_run(args)
         if args.command == "data":
             return manage_data(args)
         return demo(args, extra)
@@ -73,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write the run (default runs/NAME)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     p.add_argument("--epochs", type=int, help="shortcut for --set training.epochs=N")
+    _data_dir_option(p)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a trained run")
     p.add_argument("run_dir", type=Path, help="a directory written by `avf train`")
@@ -80,6 +92,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     p.add_argument("--samples", type=int, default=1, help="samples per step for the estimate")
+    _data_dir_option(p)
+
+    p = sub.add_parser("plot", parents=[common], help="learning curves, free energy per "
+                       "inference iteration, and one sequence of a run")
+    p.add_argument("run_dir", type=Path, help="a directory written by `avf train`")
+    p.add_argument("--out", type=Path, help="where to write the PNGs (default RUN_DIR/plots)")
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--song", type=int, default=0, metavar="N",
+                   help="which sequence of the split to draw (default 0)")
+    p.add_argument("--sequences", type=int, default=16, metavar="N",
+                   help="sequences behind the per-iteration free energy (default 16)")
+    p.add_argument("--max-steps", type=int, default=400, metavar="T",
+                   help="draw at most the first T steps of the sequence (0: all; default 400)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    _data_dir_option(p)
 
     # no -h of its own: ``avf demo --help`` reaches the demo's parser with the other options
     p = sub.add_parser("demo", parents=[common], add_help=False,
@@ -101,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data directory for real data sets (default: "
+                   "$AVF_DATA_DIR, else ~/.cache/avf)")
+
+
 # -- train ------------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
@@ -111,13 +144,13 @@ def train(args: argparse.Namespace) -> int:
         cfg.device = args.device
     device = resolve_device(cfg.device)
     run_dir = args.run_dir if args.run_dir is not None else Path("runs") / cfg.name
-    data = build_datasets(cfg)
+    train_data, valid = build_training_data(cfg, args.data_dir)
     model, inference = build(cfg)
     save_config(cfg, run_dir / CONFIG_NAME)
+    fresh = " (fresh random crops every epoch)" if not isinstance(train_data, Sequences) else ""
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
-          f"{len(data['train'])} training sequences -> {run_dir}")
-    history = Trainer(model, inference, cfg.training, run_dir, device).fit(
-        data["train"], data["valid"])
+          f"{len(train_data)} training sequences{fresh} -> {run_dir}")
+    history = Trainer(model, inference, cfg.training, run_dir, device).fit(train_data, valid)
     last = next((r for r in reversed(history) if "valid_free_energy" in r), None)
     if last is None:
         print("no validation set (data.valid_sequences = 0)")
@@ -157,23 +190,12 @@ def resolve_device(name: str) -> torch.device:
 # -- evaluate ---------------------------------------------------------------------------------
 def evaluate_run(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
-    config_path = run_dir / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_NAME} in {run_dir} (is it a run directory?)")
-    cfg = load_config(config_path)
+    cfg = run_config(run_dir)
     device = resolve_device(args.device if args.device is not None else cfg.device)
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
-    data = build_datasets(cfg)[args.split]
-    if data is None:
-        raise ValueError(f"the {args.split} split is empty (data.{args.split}_sequences = 0)")
-    model, inference = build(cfg)
-    path = run_dir / (BEST if args.checkpoint == "best" else CHECKPOINT)
-    if not path.is_file():
-        hint = " (no validation improved yet; try --checkpoint last)" if args.checkpoint == \
-            "best" else ""
-        raise FileNotFoundError(f"no checkpoint {path}{hint}")
-    ckpt = load_weights(path, model, inference)
+    data = split_data(cfg, args.split, args.data_dir)
+    model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint)
     model, inference = model.to(device), inference.to(device)
     torch.manual_seed(cfg.seed)
     batches = ((x.to(device), m.to(device)) for x, m in data.batches(cfg.training.batch_size))
@@ -187,6 +209,34 @@ def evaluate_run(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0
+
+
+def run_config(run_dir: Path) -> ExperimentConfig:
+    """The resolved config a run directory was trained from."""
+    config_path = run_dir / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no {CONFIG_NAME} in {run_dir} (is it a run directory?)")
+    return load_config(config_path)
+
+
+def split_data(cfg: ExperimentConfig, split: str, data_dir: str | None) -> Sequences:
+    """One split of the run's data, or a ``ValueError`` when the config leaves it out."""
+    data = build_datasets(cfg, data_dir)[split]
+    if data is None:
+        raise ValueError(f"the {split} split is empty (data.{split}_sequences = 0)")
+    return data
+
+
+def restore(cfg: ExperimentConfig, run_dir: Path,
+            checkpoint: str) -> tuple[nn.Module, nn.Module, Path, dict[str, Any]]:
+    """Model and inference with the weights of ``best.pt`` or (``last``) ``checkpoint.pt``."""
+    model, inference = build(cfg)
+    path = run_dir / (BEST if checkpoint == "best" else CHECKPOINT)
+    if not path.is_file():
+        hint = " (no validation improved yet; try --checkpoint last)" if checkpoint == \
+            "best" else ""
+        raise FileNotFoundError(f"no checkpoint {path}{hint}")
+    return model, inference, path, load_weights(path, model, inference)
 
 
 def exact_answers(model: nn.Module, data: Sequences) -> dict[str, float]:
@@ -216,6 +266,54 @@ def format_report(report: dict[str, Any], score: Score) -> str:
                      f"(gap {score.free_energy - optimum:+.4f})")
         lines.append(f"exact -log p(x)/T (Kalman): {report['exact_nll']:.4f} nats/step")
     return "\n".join(lines)
+
+
+# -- plot -------------------------------------------------------------------------------------
+def plot_run(args: argparse.Namespace) -> int:
+    """``avf plot``: learning curves, free energy per inference iteration, one sequence."""
+    from avf import plots
+
+    plots.pyplot()  # a missing matplotlib fails before any work
+    if args.sequences < 1:
+        raise ValueError(f"--sequences must be at least 1, got {args.sequences}")
+    if args.max_steps < 0:
+        raise ValueError(f"--max-steps must be >= 0 (0: the whole sequence), got "
+                         f"{args.max_steps}")
+    run_dir: Path = args.run_dir
+    cfg = run_config(run_dir)
+    device = resolve_device(args.device if args.device is not None else "cpu")
+    out: Path = args.out if args.out is not None else run_dir / "plots"
+    data = split_data(cfg, args.split, args.data_dir)
+    if not 0 <= args.song < len(data):
+        raise ValueError(f"--song {args.song} is not in the {args.split} split "
+                         f"(0 to {len(data) - 1})")
+    written = [plots.plot_learning_curves(plots.read_metrics(run_dir / METRICS),
+                                          out / "learning_curves.png", title=cfg.name)]
+    model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint)
+    model, inference = model.to(device), inference.to(device)
+    where = f"{cfg.name}, {path.name} (epoch {int(ckpt['epoch'])})"
+
+    torch.manual_seed(cfg.seed)
+    few = data.subset(range(min(args.sequences, len(data)))).to(device)
+    trace = plots.iteration_trace(model, inference, few, cfg.training.batch_size)
+    label = f"{cfg.inference.name} inference (K = {inference.iterations})"
+    written.append(plots.plot_iterations(
+        trace, out / "iterations.png", label,
+        title=f"{where}: {len(few)} {args.split} sequences, {few.steps} steps"))
+
+    song = data.subset([args.song])
+    length = int(song.lengths[0])
+    shown = length if args.max_steps == 0 else min(length, args.max_steps)
+    view = plots.view_sequence(model, inference, song.x[0, :shown].to(device))
+    title = (f"{where}: {args.split} sequence {args.song}, steps 0-{shown - 1} of {length}; "
+             f"free energy {float(view.free_energy.mean()):.3f} nats/step")
+    if cfg.data.source == "music":
+        written.append(plots.plot_piano_roll(view, out / "piano_roll.png", title))
+    else:
+        written.append(plots.plot_lines(view, out / "sequence.png", title))
+    for item in written:
+        print(f"wrote {item}")
+    return 0
 
 
 # -- demo -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import types
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -24,7 +24,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 @dataclass
 class ModelConfig:
-    """Which model (``lgssm`` or ``growth``) and the keyword arguments that build it."""
+    """Which model (``lgssm``, ``growth``, ``srnn``, ``vrnn``, ``dmm``) and its options."""
 
     name: str = "lgssm"
     options: dict[str, Any] = field(default_factory=dict)
@@ -38,21 +38,75 @@ class InferenceConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+# The keys that belong to one data source only; a key of another source is an error.
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("train_sequences", "valid_sequences", "test_sequences", "steps", "generator"),
+    "music": ("dataset", "crop"),
+}
+MUSIC_CROP = 25  # the AVF paper's training windows: 25 steps
+
+
 @dataclass
 class DataConfig:
-    """Where the data come from. ``synthetic`` samples them from a model.
+    """Where the data come from: sampled from a model (``synthetic``) or read (``music``).
 
-    ``generator`` overrides ``[model.options]`` for the data-generating model; left empty, the
-    data come from the very model that is trained (the right set-up when θ is fixed).
+    Each source has its own keys (:data:`SOURCE_KEYS`); writing a key of the other source is an
+    error rather than a setting that silently does nothing. ``seed`` serves both: it draws the
+    synthetic data, or the music's random windows.
+
+    * synthetic: ``*_sequences`` per split (0 leaves a split out), ``steps`` per sequence, and
+      ``generator``, which overrides ``[model.options]`` for the data-generating model; left
+      empty, the data come from the very model that is trained (the right set-up when θ is
+      fixed).
+    * music: ``dataset`` (``jsb``, ``nottingham``, ``musedata``, ``piano``, or a file's path)
+      and ``crop``, the length of the random windows that train and valid are cut into (25
+      unless set; 0 keeps whole songs). Training draws fresh windows every epoch; test songs
+      are always scored whole. The keys of the other source are ``None`` here. The data
+      directory is not part of a config, since it differs between machines (see
+      :func:`avf.data.resolve_data_dir`).
     """
 
     source: str = "synthetic"
-    train_sequences: int = 256
-    valid_sequences: int = 64
-    test_sequences: int = 64
-    steps: int = 50
+    train_sequences: int | None = 256
+    valid_sequences: int | None = 64
+    test_sequences: int | None = 64
+    steps: int | None = 50
     seed: int = 1234
     generator: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    crop: int | None = None
+
+    def resolved(self) -> DataConfig:
+        """The same data with the other source's keys cleared and this source's defaults set."""
+        if self.source != "music":
+            return self
+        return replace(self, train_sequences=None, valid_sequences=None, test_sequences=None,
+                       steps=None, generator={},
+                       crop=MUSIC_CROP if self.crop is None else self.crop)
+
+    def check(self) -> None:
+        """Raise a ``ValueError`` naming the first key whose value cannot work for the source."""
+        if self.source not in SOURCE_KEYS:
+            raise ValueError(f"unknown data source {self.source!r}; known: "
+                             f"{', '.join(SOURCE_KEYS)}")
+        if self.source == "music":
+            if not isinstance(self.dataset, str) or not self.dataset.strip():
+                raise ValueError("data.dataset is required with source = 'music': jsb, "
+                                 "nottingham, musedata, piano, or the path of a music file")
+            if self.crop is not None and self.crop < 0:
+                raise ValueError(f"data.crop must be >= 0 (0 keeps whole songs), got {self.crop}")
+            return
+        for key in SOURCE_KEYS["music"]:
+            if getattr(self, key) is not None:
+                raise ValueError(f"data.{key} only applies to source = 'music'")
+        for split in ("train", "valid", "test"):
+            n = getattr(self, f"{split}_sequences")
+            if n is None or n < 0:
+                raise ValueError(f"data.{split}_sequences must be >= 0, got {n}")
+        if self.train_sequences < 1:
+            raise ValueError("data.train_sequences must be at least 1")
+        if self.steps is None or self.steps < 1:
+            raise ValueError(f"data.steps must be at least 1, got {self.steps}")
 
 
 @dataclass
@@ -96,9 +150,31 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from nested dictionaries, checking every key."""
+    _check_source_keys(raw.get("data"))
     cfg = _build(ExperimentConfig, raw, "")
+    cfg.data = cfg.data.resolved()
+    cfg.data.check()
     cfg.training.check()
     return cfg
+
+
+def _check_source_keys(table: Any) -> None:
+    """Reject a ``[data]`` key that belongs to another source than the one named.
+
+    This looks at the keys as written: after defaults are filled in, a synthetic default cannot
+    be told from a value someone set for a music run.
+    """
+    if not isinstance(table, dict):
+        return  # not a table: _build names the problem
+    source = table.get("source", DataConfig.source)
+    if not isinstance(source, str) or source not in SOURCE_KEYS:
+        return  # DataConfig.check names the unknown source
+    for key in table:
+        for other, keys in SOURCE_KEYS.items():
+            if other != source and key in keys:
+                raise ValueError(f"data.{key} only applies to source = '{other}', and this "
+                                 f"config has source = '{source}'; valid keys for "
+                                 f"'{source}': source, seed, {', '.join(SOURCE_KEYS[source])}")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

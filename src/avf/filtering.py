@@ -36,7 +36,8 @@ class FilterOutput:
     mask: Tensor
     params: Tensor  # [B, T, P] final posterior parameters (detached)
     model_loss: Tensor
-    inference_loss: Tensor
+    inference_loss: Tensor  # model_loss + extra_loss
+    extra_loss: Tensor  # Σ_t Σ_{k<K} F_t(λ_k): the iterations before the final one (φ only)
 
     @property
     def steps(self) -> Tensor:
@@ -131,7 +132,8 @@ def filter_sequences(
     n = mask.sum().clamp_min(1)
     objective = torch.stack(cols["obj"], 1)
     model_loss = objective.sum() / n
-    inference_loss = (objective.sum() + torch.stack(cols["extra"], 1).sum()) / n
+    extra_loss = torch.stack(cols["extra"], 1).sum() / n
+    inference_loss = model_loss + extra_loss
     return FilterOutput(
         free_energy=torch.stack(cols["fe"], 1),
         recon=torch.stack(cols["recon"], 1),
@@ -141,6 +143,7 @@ def filter_sequences(
         params=torch.stack(cols["params"], 1),
         model_loss=model_loss,
         inference_loss=inference_loss,
+        extra_loss=extra_loss,
     )
 
 
@@ -152,10 +155,16 @@ def backward(output: FilterOutput, model: nn.Module | None, inference: nn.Module
     """Accumulate ∂model_loss/∂θ into θ and ∂inference_loss/∂φ into φ, and nothing else.
 
     Pass ``model=None`` (or a model without trainable parameters) to train inference alone.
+    The final iterate's term is shared by both losses (λ has no path back to θ, so its θ-gradient
+    is the one with λ held fixed), so one pass over the shared graph serves θ and φ together and
+    only the earlier iterates' terms need a second, local pass.
     """
     theta = trainable(model.parameters()) if model is not None else []
     phi = trainable(inference.parameters()) if inference is not None else []
+    extra = bool(phi) and output.extra_loss.requires_grad
     if theta and output.model_loss.requires_grad:
-        output.model_loss.backward(inputs=theta, retain_graph=bool(phi))
-    if phi and output.inference_loss.requires_grad:
+        output.model_loss.backward(inputs=theta + phi, retain_graph=extra)
+        if extra:
+            output.extra_loss.backward(inputs=phi)
+    elif phi and output.inference_loss.requires_grad:
         output.inference_loss.backward(inputs=phi)

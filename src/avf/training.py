@@ -5,6 +5,11 @@ Two Adam optimisers, one per parameter set, because the two losses are different
 holds ``checkpoint.pt`` (everything needed to continue bit for bit: weights, optimiser and
 scheduler state, every RNG, counters), ``best.pt`` (best validation free energy) and
 ``metrics.jsonl`` (one JSON line per epoch).
+
+The training data are fixed :class:`~avf.data.Sequences`, or a function of the epoch that
+returns them, for data drawn afresh every epoch (random crops of longer songs). Such a function
+must give the same data for the same epoch, so that a resumed run sees what an uninterrupted
+one would have seen.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import random
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,9 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 METRICS = "metrics.jsonl"
 PARTS = ("model", "inference")
+
+TrainData = Sequences | Callable[[int], Sequences]
+"""Fixed training sequences, or ``epoch -> Sequences`` (epochs count from 1) for fresh data."""
 
 
 @dataclass
@@ -127,8 +136,11 @@ class Trainer:
         self.wall_time = 0.0
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, train: Sequences, valid: Sequences | None = None) -> list[dict[str, Any]]:
-        """Train up to ``config.epochs`` epochs in total; returns every epoch's metrics."""
+    def fit(self, train: TrainData, valid: Sequences | None = None) -> list[dict[str, Any]]:
+        """Train up to ``config.epochs`` epochs in total; returns every epoch's metrics.
+
+        ``train`` is fixed data or a function of the epoch (see :data:`TrainData`).
+        """
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             checkpoint = self.run_dir / CHECKPOINT
@@ -140,9 +152,9 @@ class Trainer:
         if not any(self.optimizers.values()) and self.epoch < self.config.epochs:
             warnings.warn("nothing to train: neither the model nor the inference procedure has "
                           "trainable parameters (the epochs only measure them)", stacklevel=2)
-        steps_per_epoch = train.num_batches(self.config.batch_size)
         while self.epoch < self.config.epochs:
-            self._run_epoch(train, valid, steps_per_epoch)
+            data = epoch_data(train, self.epoch + 1)
+            self._run_epoch(data, valid, data.num_batches(self.config.batch_size))
         return list(self.history)
 
     def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
@@ -305,6 +317,20 @@ class Trainer:
         self.best_valid = ckpt["best_valid"]
         self.wall_time = float(ckpt["wall_time"])
         self.history = list(ckpt["history"])
+
+
+def epoch_data(train: TrainData, epoch: int) -> Sequences:
+    """The training sequences of ``epoch`` (from 1): ``train`` itself, or ``train(epoch)``."""
+    if isinstance(train, Sequences):
+        return train
+    if not callable(train):
+        raise TypeError(f"training data must be Sequences or a function of the epoch, got "
+                        f"{type(train).__name__}")
+    data = train(epoch)
+    if not isinstance(data, Sequences):
+        raise TypeError(f"the training data function returned a {type(data).__name__} for "
+                        f"epoch {epoch}, not Sequences")
+    return data
 
 
 def load_weights(path: str | Path, model: nn.Module, inference: nn.Module) -> dict[str, Any]:

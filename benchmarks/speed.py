@@ -1,0 +1,119 @@
+"""Speed of each deep model × inference procedure on polyphonic music (JSB Chorales crops).
+
+Reports training throughput (time steps per second: forward, both backward passes and both
+optimiser steps, batch 16 × 25-step crops as in the paper), the training time per time step, the
+streaming-filter latency per step (one stream, no training graph) and AVF's cost relative to the
+model's own baseline encoder. Uses JSB crops when the data is found (``--data-dir`` /
+``AVF_DATA_DIR``), else random binary rolls of the same shape (said in the output).
+
+    python benchmarks/speed.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avf import Iterative, StreamingFilter, backward, filter_sequences
+from avf.data.music import load_music, random_crops
+from avf.models import DMM, SRNN, VRNN
+
+
+def model_factories() -> dict[str, type[nn.Module]]:
+    return {"srnn": SRNN, "vrnn": VRNN, "dmm": DMM}
+
+
+def procedures(model: nn.Module) -> dict[str, nn.Module]:
+    return {
+        "baseline": model.baseline_encoder(),
+        "avf_k1": Iterative(model.latent_dim, iterations=1),
+        "avf_k5": Iterative(model.latent_dim, iterations=5),
+    }
+
+
+def batch(data_dir: str | None, seed: int) -> tuple[torch.Tensor, str]:
+    """One batch of 16 JSB crops of 25 steps (or random rolls if the data is missing)."""
+    g = torch.Generator().manual_seed(seed)
+    try:
+        songs = load_music("jsb", data_dir)["train"]
+        crops = random_crops(songs, 25, g)
+        return crops.x[:16].float(), "JSB Chorales train crops"
+    except FileNotFoundError:
+        return (torch.rand(16, 25, 88, generator=g) < 0.05).float(), "random binary rolls"
+
+
+def time_training(model: nn.Module, inference: nn.Module, x: torch.Tensor, repeats: int) -> float:
+    """Seconds per training iteration (median of ``repeats`` after one warm-up)."""
+    opts = [torch.optim.Adam(model.parameters(), lr=1e-4),
+            torch.optim.Adam(inference.parameters(), lr=1e-4)]
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        out = filter_sequences(model, inference, x)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        backward(out, model, inference)
+        for opt in opts:
+            opt.step()
+        if i > 0:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def time_streaming(model: nn.Module, inference: nn.Module, x: torch.Tensor) -> float:
+    """Seconds per step of one live stream."""
+    stream = StreamingFilter(model, inference, batch_size=1)
+    stream.step(x[0:1, 0])  # warm-up
+    start = time.perf_counter()
+    for t in range(1, x.shape[1]):
+        stream.step(x[0:1, t])
+    return (time.perf_counter() - start) / (x.shape[1] - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--models", default="srnn,vrnn,dmm")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="benchmarks/results/speed.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    x, source = batch(args.data_dir, seed=0)
+    steps = x.shape[0] * x.shape[1]
+    rows = []
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        model = model_factories()[name]()
+        baseline_time = None
+        for label, inference in procedures(model).items():
+            seconds = time_training(model, inference, x, args.repeats)
+            baseline_time = seconds if label == "baseline" else baseline_time
+            with torch.no_grad():
+                latency = time_streaming(model, inference, x)
+            rows.append({"model": name, "inference": label, "train_seconds_per_batch": seconds,
+                         "train_ms_per_step": 1000 * seconds / x.shape[1],
+                         "train_steps_per_second": steps / seconds,
+                         "stream_ms_per_step": 1000 * latency,
+                         "relative_to_baseline": seconds / baseline_time})
+            r = rows[-1]
+            print(f"{name:<5} {label:<9} {r['train_steps_per_second']:>9.0f} steps/s "
+                  f"{r['train_ms_per_step']:>8.2f} ms/step (batch 16) "
+                  f"{r['stream_ms_per_step']:>7.2f} ms/step streaming "
+                  f"x{r['relative_to_baseline']:.2f} vs baseline", flush=True)
+    meta = {"data": source, "batch": list(x.shape), "threads": args.threads,
+            "repeats": args.repeats, "platform": platform.platform(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"data: {source}; wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

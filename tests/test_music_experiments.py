@@ -1,0 +1,203 @@
+"""The paper's polyphonic-music experiments: config schema, shipped files, fresh crops, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from avf.builders import (
+    EpochCrops,
+    build_datasets,
+    build_inference,
+    build_model,
+    build_training_data,
+    observation_size,
+)
+from avf.cli import main
+from avf.config import from_dict, load_config, save_config
+from avf.inference import Iterative
+from avf.models import DMM, SRNN, VRNN
+from avf.models.encoders import DMMEncoder, SRNNEncoder, VRNNEncoder
+from avf.training import TrainConfig, Trainer
+
+MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_data = pytest.mark.skipif(not (SHARED / "polyphonic" / "JSB_Chorales.mat").is_file(),
+                                reason=f"the polyphonic music data are not in {SHARED}")
+
+# a model small enough to train for an epoch on JSB in a few seconds on one CPU thread
+TINY = ["model.options.latent_dim=4", "model.options.rnn_dim=8", "model.options.hidden=8",
+        "inference.options.hidden=16", "inference.options.layers=1", "training.epochs=1",
+        "training.batch_size=64", "training.progress=false"]
+
+
+def music(**data) -> dict:
+    return {"model": {"name": "srnn"}, "data": {"source": "music", **data}}
+
+
+# -- the schema -------------------------------------------------------------------------------
+def test_music_config_parses_and_round_trips(tmp_path: Path) -> None:
+    cfg = from_dict(music(dataset="jsb"))
+    assert (cfg.data.dataset, cfg.data.crop) == ("jsb", 25)  # the paper's windows by default
+    # the synthetic keys do not apply and are left out of the resolved config
+    assert cfg.data.train_sequences is None and cfg.data.steps is None
+    save_config(cfg, tmp_path / "config.toml")
+    text = (tmp_path / "config.toml").read_text()
+    assert "train_sequences" not in text and 'dataset = "jsb"' in text
+    assert load_config(tmp_path / "config.toml") == cfg
+    assert from_dict(music(dataset="piano", crop=0)).data.crop == 0  # whole songs
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"data": {"dataset": "jsb"}}, r"data\.dataset only applies to source = 'music'"),
+        ({"data": {"crop": 25}}, r"data\.crop only applies to source = 'music'"),
+        (music(dataset="jsb", train_sequences=3), r"data\.train_sequences only applies to "
+                                                  "source = 'synthetic'"),
+        (music(dataset="jsb", generator={"seed": 1}), r"data\.generator only applies"),
+        (music(), r"data\.dataset is required"),
+        (music(dataset="jsb", crop=-1), r"data\.crop must be >= 0"),
+        (music(dataset="jsb", crops=25), r"unknown key 'data\.crops'"),
+        ({"data": {"source": "midi"}}, "unknown data source 'midi'; known: synthetic, music"),
+    ],
+)
+def test_music_schema_errors_are_named(raw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        from_dict(raw)
+
+
+def test_overrides_switch_a_config_to_music(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nname = "srnn"\n')
+    cfg = load_config(path, ["data.source=music", "data.dataset=nottingham", "data.crop=10"])
+    assert (cfg.data.source, cfg.data.dataset, cfg.data.crop) == ("music", "nottingham", 10)
+
+
+# -- the shipped experiments ------------------------------------------------------------------
+EXPECTED = {f"{d}_srnn_{i}" for d in ("jsb", "nottingham", "musedata", "piano")
+            for i in ("baseline", "avf_k1")} | {"jsb_srnn_avf_k5"} | {
+    f"jsb_{m}_{i}" for m in ("vrnn", "dmm") for i in ("baseline", "avf_k1")}
+
+
+def test_every_experiment_of_the_table_is_shipped() -> None:
+    assert {p.stem for p in MUSIC.glob("*.toml")} == EXPECTED
+
+
+@pytest.mark.parametrize("path", sorted(MUSIC.glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_music_experiments_load_and_build(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    dataset, model_name, inference_name = path.stem.split("_", 2)
+    assert (cfg.data.source, cfg.data.dataset, cfg.data.crop) == ("music", dataset, 25)
+    t = cfg.training
+    assert (t.batch_size, t.model_lr, t.inference_lr, t.lr_decay) == (16, 1e-4, 1e-4, 0.999)
+    assert (t.kl_anneal_epochs, t.kl_anneal_start, t.train_model) == (50, 0.0, True)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    inference = build_inference(cfg.inference, model, observation_size(model))
+    assert isinstance(model, {"srnn": SRNN, "vrnn": VRNN, "dmm": DMM}[model_name])
+    if inference_name == "baseline":
+        encoders = {"srnn": SRNNEncoder, "vrnn": VRNNEncoder, "dmm": DMMEncoder}
+        assert isinstance(inference, encoders[model_name])
+    else:
+        assert isinstance(inference, Iterative) and inference.x_dim == 0
+        assert inference.iterations == int(inference_name[-1])
+    if model_name == "srnn":
+        assert (model.rnn_dim, model.latent_dim) == (300, 100)
+
+
+# -- fresh crops every epoch ------------------------------------------------------------------
+def songs(n: int = 12, keys: int = 6) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return [(torch.rand(8 + 3 * i, keys, generator=g) < 0.3).float() for i in range(n)]
+
+
+def test_epoch_crops_differ_between_epochs_and_repeat_per_seed() -> None:
+    crops = EpochCrops(songs(), length=5, seed=7)
+    first, second = crops(1), crops(2)
+    assert len(crops) == 12 and first.x.shape == (12, 5, 6)
+    assert not torch.equal(first.x, second.x)
+    assert torch.equal(first.x, EpochCrops(songs(), 5, seed=7)(1).x)  # (seed, epoch) decide
+    assert torch.equal(crops(2).x, second.x)  # in any order
+    assert not torch.equal(first.x, EpochCrops(songs(), 5, seed=8)(1).x)
+
+
+def test_resume_with_epoch_crops_is_bit_identical(tmp_path: Path) -> None:
+    def make(seed: int) -> tuple[SRNN, Iterative]:
+        torch.manual_seed(seed)
+        return (SRNN(x_dim=6, latent_dim=2, rnn_dim=4, hidden=4),
+                Iterative(2, iterations=1, hidden=8, layers=1))
+
+    def config(epochs: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=5, model_lr=1e-2, inference_lr=1e-2,
+                           kl_anneal_epochs=2, lr_decay=0.9, progress=False)
+
+    crops = EpochCrops(songs(), length=5, seed=1)
+    model, inference = make(0)
+    straight = Trainer(model, inference, config(3), tmp_path / "a").fit(crops)
+    Trainer(*make(0), config(2), tmp_path / "b").fit(crops)
+    model2, inference2 = make(99)  # as a fresh process would build them
+    resumed = Trainer(model2, inference2, config(3), tmp_path / "b").fit(crops)
+    for a, b in ((model, model2), (inference, inference2)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    drop = ("epoch_time", "wall_time")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in straight] == [
+        {k: v for k, v in r.items() if k not in drop} for r in resumed]
+
+
+def test_the_trainer_rejects_a_data_function_that_returns_something_else() -> None:
+    model, inference = SRNN(x_dim=6, latent_dim=2, rnn_dim=4, hidden=4), Iterative(2, hidden=8)
+    with pytest.raises(TypeError, match="returned a list for epoch 1, not Sequences"):
+        Trainer(model, inference, TrainConfig(epochs=1, progress=False)).fit(lambda _epoch: [])
+
+
+# -- the real data ----------------------------------------------------------------------------
+@needs_data
+def test_music_splits_come_from_the_data_dir() -> None:
+    cfg = from_dict(music(dataset="jsb"))
+    data = build_datasets(cfg, SHARED)
+    assert data["train"].x.shape == (229, 25, 88) and data["valid"].x.shape == (76, 25, 88)
+    assert len(data["test"]) == 77 and data["test"].steps == 4725  # whole songs
+    train, valid = build_training_data(cfg, SHARED)
+    assert isinstance(train, EpochCrops) and torch.equal(valid.x, data["valid"].x)
+    assert torch.equal(train(1).x, data["train"].x) and not torch.equal(train(2).x, train(1).x)
+
+
+def test_missing_data_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    config = MUSIC / "jsb_srnn_baseline.toml"
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run"),
+                 "--data-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("avf: error: no jsb data found") and "--data-dir" in err
+    assert "\n" not in err
+
+
+@needs_data
+def test_train_evaluate_plot_a_tiny_music_run(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    assert main(["train", str(MUSIC / "jsb_srnn_avf_k1.toml"), "--run-dir", str(run),
+                 "--data-dir", str(SHARED), *sets]) == 0
+    out = capsys.readouterr().out
+    assert "229 training sequences (fresh random crops every epoch)" in out
+    assert "validation after epoch 1" in out
+
+    assert main(["evaluate", str(run), "--data-dir", str(SHARED)]) == 0
+    report = json.loads((run / "eval_test.json").read_text())
+    assert (report["sequences"], report["steps"]) == (77, 4725)  # whole test songs
+    assert 0 < report["free_energy"] < 100
+
+    assert main(["plot", str(run), "--data-dir", str(SHARED), "--song", "3",
+                 "--sequences", "4", "--max-steps", "40"]) == 0
+    names = ("learning_curves.png", "iterations.png", "piano_roll.png")
+    printed = capsys.readouterr().out
+    for name in names:
+        path = run / "plots" / name
+        assert f"wrote {path}" in printed
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
