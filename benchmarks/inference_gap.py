@@ -154,7 +154,8 @@ def report(args: argparse.Namespace) -> None:
         return
     extra = (f", exact -log p(x)/T = {rows[0]['exact_nll']:.4f}" if "exact_nll" in rows[0]
              else "")
-    print(f"reference ({rows[0]['reference']}) = {rows[0]['optimum']:.4f}{extra} "
+    reference = rows[0].get("reference", "analytic filtering optimum F*")
+    print(f"reference ({reference}) = {rows[0]['optimum']:.4f}{extra} "
           f"({rows[0]['test_steps']} test steps)")
     header = (f"{'method':<12} {'F/step':>8} {'macro':>8} {'gap':>9} {'± se':>6} "
               f"{'epochs':>6} {'train s':>8} {'eval s':>7}")

@@ -126,7 +126,7 @@ def test_demo_quick_runs_and_writes_results(tmp_path):
     assert [r["model"].split()[0] for r in results] == ["linear-Gaussian", "nonlinear"]
     for result in results:
         methods = [r["method"] for r in result["rows"]]
-        assert methods[0].startswith("prior only") and len(methods) == 7
+        assert methods[0].startswith("prior only") and len(methods) == 6
     # on the linear-Gaussian model a few Adam steps from the prior already beat the prior
     lgssm = results[0]["rows"]
     assert lgssm[-1]["free_energy"] < lgssm[0]["free_energy"]
