@@ -29,11 +29,11 @@ def model_factories() -> dict[str, type[nn.Module]]:
     return {"srnn": SRNN, "vrnn": VRNN, "dmm": DMM}
 
 
-def procedures(model: nn.Module) -> dict[str, nn.Module]:
+def procedures(model: nn.Module, hidden: int) -> dict[str, nn.Module]:
     return {
         "baseline": model.baseline_encoder(),
-        "avf_k1": Iterative(model.latent_dim, iterations=1),
-        "avf_k5": Iterative(model.latent_dim, iterations=5),
+        "avf_k1": Iterative(model.latent_dim, iterations=1, hidden=hidden),
+        "avf_k5": Iterative(model.latent_dim, iterations=5, hidden=hidden),
     }
 
 
@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--models", default="srnn,vrnn,dmm")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--avf-hidden", type=int, default=1024,
+                        help="width of AVF's two highway layers (the paper's is 1024)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="benchmarks/results/speed.json")
     args = parser.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = model_factories()[name]()
         baseline_time = None
-        for label, inference in procedures(model).items():
+        for label, inference in procedures(model, args.avf_hidden).items():
             seconds = time_training(model, inference, x, args.repeats)
             baseline_time = seconds if label == "baseline" else baseline_time
             with torch.no_grad():
@@ -108,6 +110,7 @@ def main() -> None:
                   f"{r['stream_ms_per_step']:>7.2f} ms/step streaming "
                   f"x{r['relative_to_baseline']:.2f} vs baseline", flush=True)
     meta = {"data": source, "batch": list(x.shape), "threads": args.threads,
+            "avf_hidden": args.avf_hidden,
             "repeats": args.repeats, "platform": platform.platform(),
             "torch": torch.__version__, "python": platform.python_version()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
