@@ -101,3 +101,22 @@ def test_precompute_hook_gives_the_same_result(binary_data):
     b = filter_sequences(fused, PriorOnly(), binary_data)
     assert fused.precompute_calls == 1
     torch.testing.assert_close(a.free_energy, b.free_energy)
+
+
+def test_mask_with_holes_skips_the_precompute_path():
+    """A fused pass over x cannot skip a masked step in the middle; the engine steps instead."""
+    from avf.models import SRNN
+
+    torch.manual_seed(0)
+    fused = SRNN(x_dim=5, latent_dim=3, rnn_dim=8, hidden=8)
+    stepwise = SRNN(x_dim=5, latent_dim=3, rnn_dim=8, hidden=8)
+    stepwise.load_state_dict(fused.state_dict())
+    stepwise.precompute = lambda _x: None
+    x = (torch.rand(2, 6, 5) < 0.4).float()
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[0, 2] = False  # a hole, with observed steps after it
+    torch.manual_seed(1)
+    a = filter_sequences(fused, PriorOnly(), x, mask)
+    torch.manual_seed(1)
+    b = filter_sequences(stepwise, PriorOnly(), x, mask)
+    torch.testing.assert_close(a.free_energy, b.free_energy)

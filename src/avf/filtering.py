@@ -96,7 +96,10 @@ def filter_sequences(
     device = x.device
     if not bool(mask.all()):  # padding may hold anything (even NaN): never let it reach a model
         x = x.masked_fill(~mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), 0)
-    context = model.precompute(x) if hasattr(model, "precompute") else None
+    # precompute is only a speed-up; it sees x without the mask, so a mask with holes (a
+    # skipped step before an observed one) takes the stepwise path, which skips them exactly
+    holes = bool((mask[:, 1:] & ~mask[:, :-1]).any())
+    context = model.precompute(x) if hasattr(model, "precompute") and not holes else None
     state = model.initial_state(batch)
     carry = inference.initial_carry(batch, device)
     cols: dict[str, list[Tensor]] = {"fe": [], "recon": [], "kl": [], "obj": [], "extra": [],

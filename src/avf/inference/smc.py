@@ -168,7 +168,8 @@ def _run(
     def rep(t: Tensor) -> Tensor:
         return t.repeat_interleave(n, dim=0)
 
-    context = model.precompute(x) if hasattr(model, "precompute") else None
+    holes = bool((mask[:, 1:] & ~mask[:, :-1]).any())  # as in the engine: step through holes
+    context = model.precompute(x) if hasattr(model, "precompute") and not holes else None
     state = map_state(rep, model.initial_state(batch))
     carry = proposal.initial_carry(batch, x.device) if proposal is not None else None
     carry = map_state(rep, carry) if carry is not None else None
