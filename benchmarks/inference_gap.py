@@ -30,7 +30,7 @@ from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative
 from avf.inference.smc import particle_filter
 from avf.model import latent_dim, state_dim
 from avf.models import LinearGaussian, NonlinearGrowth
-from avf.training import TrainConfig, Trainer
+from avf.training import TrainConfig, Trainer, load_weights
 from avf.validation import observation_shape
 
 
@@ -103,13 +103,12 @@ def run_method(name: str, args: argparse.Namespace) -> dict:
                              lr_decay=args.lr_decay, train_model=False, seed=args.seed,
                              progress=not args.no_progress, valid_every=args.valid_every)
         trainer = Trainer(model, inference, config, run_dir=Path(args.out) / "runs" / name)
-        history = trainer.fit(train, valid)
+        trainer.fit(train, valid)
         train_seconds = trainer.wall_time
         epochs = trainer.epoch
         best = Path(args.out) / "runs" / name / "best.pt"
         if best.exists():  # score the best validation checkpoint, as `avf evaluate` does
-            inference.load_state_dict(torch.load(best, weights_only=False)["inference"])
-        del history
+            load_weights(best, model, inference)
     start = time.perf_counter()
     torch.manual_seed(args.seed + 100)
     repeats = [evaluate(model, inference, test.batches(64), progress=not args.no_progress,

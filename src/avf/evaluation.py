@@ -38,8 +38,8 @@ class ScoreAccumulator:
         self.total_recon = 0.0
         self.total_kl = 0.0
         self.steps = 0
-        self.seq_means: list[float] = []
         self.seq_totals: list[float] = []
+        self.seq_lengths: list[float] = []
         self.trace: Tensor | None = None
 
     def add(
@@ -50,9 +50,8 @@ class ScoreAccumulator:
         self.total_recon += float((recon * m).sum())
         self.total_kl += float((kl * m).sum())
         self.steps += int(mask.sum())
-        lengths = m.sum(1)
-        self.seq_means += ((free_energy * m).sum(1) / lengths).tolist()
         self.seq_totals += (free_energy * m).sum(1).tolist()
+        self.seq_lengths += m.sum(1).tolist()
         t = (trace * m[..., None]).sum((0, 1)).double()
         self.trace = t if self.trace is None else self.trace + t
 
@@ -61,8 +60,9 @@ class ScoreAccumulator:
             raise ValueError("nothing was scored: the data set is empty")
         n = self.steps
         trace = (self.trace / n).tolist() if self.trace is not None else []
-        return Score(self.total_fe / n, sum(self.seq_means) / len(self.seq_means),
-                     self.total_recon / n, self.total_kl / n, n, len(self.seq_means), trace,
+        means = [f / length for f, length in zip(self.seq_totals, self.seq_lengths, strict=True)]
+        return Score(self.total_fe / n, sum(means) / len(means),
+                     self.total_recon / n, self.total_kl / n, n, len(means), trace,
                      list(self.seq_totals) if per_sequence else None)
 
 

@@ -22,7 +22,13 @@ from torch import Tensor, nn
 from avf.inference.base import InferenceProcedure, StepProblem
 from avf.model import check_model, detach_state, map_state, select_state
 from avf.objectives import StepTerms, detach_distribution, step_terms
-from avf.validation import check_finite_terms, check_sequences, observation_shape
+from avf.validation import (
+    check_finite_terms,
+    check_sequences,
+    mask_has_holes,
+    observation_shape,
+    zero_padding,
+)
 
 
 @dataclass
@@ -94,12 +100,9 @@ def filter_sequences(
     mask = check_sequences(x, mask, observation_shape(model))
     batch, steps = x.shape[:2]
     device = x.device
-    if not bool(mask.all()):  # padding may hold anything (even NaN): never let it reach a model
-        x = x.masked_fill(~mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), 0)
-    # precompute is only a speed-up; it sees x without the mask, so a mask with holes (a
-    # skipped step before an observed one) takes the stepwise path, which skips them exactly
-    holes = bool((mask[:, 1:] & ~mask[:, :-1]).any())
-    context = model.precompute(x) if hasattr(model, "precompute") and not holes else None
+    x = zero_padding(x, mask)
+    use_context = hasattr(model, "precompute") and not mask_has_holes(mask)
+    context = model.precompute(x) if use_context else None
     state = model.initial_state(batch)
     carry = inference.initial_carry(batch, device)
     cols: dict[str, list[Tensor]] = {"fe": [], "recon": [], "kl": [], "obj": [], "extra": [],
@@ -114,18 +117,13 @@ def filter_sequences(
             raise ValueError(f"at time step {t}: {err}") from err
         if check_finite:
             check_finite_terms(t, keep, reconstruction=out.terms.recon, kl=out.terms.kl)
-
-        def scored(v: Tensor, keep: Tensor = keep) -> Tensor:
-            k = keep.reshape(keep.shape + (1,) * (v.dim() - 1))
-            return torch.where(k, v, torch.zeros_like(v))
-
-        cols["fe"].append(scored(out.terms.free_energy))
-        cols["recon"].append(scored(out.terms.recon))
-        cols["kl"].append(scored(out.terms.kl))
-        cols["obj"].append(scored(out.terms.objective))
+        cols["fe"].append(_scored(out.terms.free_energy, keep))
+        cols["recon"].append(_scored(out.terms.recon, keep))
+        cols["kl"].append(_scored(out.terms.kl, keep))
+        cols["obj"].append(_scored(out.terms.objective, keep))
         extra = out.extra_loss if out.extra_loss is not None else torch.zeros_like(out.terms.kl)
-        cols["extra"].append(scored(extra))
-        cols["trace"].append(scored(torch.stack(out.trace, dim=-1)))
+        cols["extra"].append(_scored(extra, keep))
+        cols["trace"].append(_scored(torch.stack(out.trace, dim=-1), keep))
         cols["params"].append(out.params.detach())
         state = select_state(keep, out.state, state) if not bool(keep.all()) else out.state
         if out.carry is not None and carry is not None and not bool(keep.all()):
@@ -148,6 +146,12 @@ def filter_sequences(
         inference_loss=inference_loss,
         extra_loss=extra_loss,
     )
+
+
+def _scored(value: Tensor, keep: Tensor) -> Tensor:
+    """``value`` [B, ...] with masked batch elements set to 0 (``where``, so NaN cannot leak)."""
+    k = keep.reshape(keep.shape + (1,) * (value.dim() - 1))
+    return torch.where(k, value, torch.zeros_like(value))
 
 
 def trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:

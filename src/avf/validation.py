@@ -63,6 +63,23 @@ def check_sequences(x: Tensor, mask: Tensor | None, obs_shape: tuple[int, ...] |
     return mask
 
 
+def zero_padding(x: Tensor, mask: Tensor) -> Tensor:
+    """x with masked steps set to 0: padding may hold anything (even NaN), and must never reach
+    a model, not even in computations whose results are discarded."""
+    if bool(mask.all()):
+        return x
+    return x.masked_fill(~mask.reshape(*mask.shape, *([1] * (x.dim() - 2))), 0)
+
+
+def mask_has_holes(mask: Tensor) -> bool:
+    """Whether some sequence skips a step and then observes a later one.
+
+    A model's ``precompute`` runs over x without the mask, so such batches must take the
+    stepwise path, which skips masked steps exactly.
+    """
+    return bool((mask[:, 1:] & ~mask[:, :-1]).any())
+
+
 def check_finite_terms(t: int, keep: Tensor | None = None, **terms: Tensor) -> None:
     """Raise :class:`NonFiniteError` naming the step and term if any term is NaN or inf.
 

@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 from avf.inference.base import InferenceProcedure, StepProblem
 from avf.model import check_model, map_state, select_state
 from avf.objectives import log_prob_per_example
-from avf.validation import NonFiniteError, check_sequences, observation_shape
+from avf.validation import (
+    NonFiniteError,
+    check_sequences,
+    mask_has_holes,
+    observation_shape,
+    zero_padding,
+)
 
 Resampling = Literal["systematic", "multinomial"]
 
@@ -162,14 +168,13 @@ def _run(
     keep_particles: bool,
 ) -> ParticleFilterResult:
     batch, steps = x.shape[:2]
-    # padding may hold anything (NaN included); zeros keep the unused computations finite
-    x = torch.where(mask.reshape(batch, steps, *[1] * (x.dim() - 2)), x, torch.zeros_like(x))
+    x = zero_padding(x, mask)
 
     def rep(t: Tensor) -> Tensor:
         return t.repeat_interleave(n, dim=0)
 
-    holes = bool((mask[:, 1:] & ~mask[:, :-1]).any())  # as in the engine: step through holes
-    context = model.precompute(x) if hasattr(model, "precompute") and not holes else None
+    use_context = hasattr(model, "precompute") and not mask_has_holes(mask)  # as the engine
+    context = model.precompute(x) if use_context else None
     state = map_state(rep, model.initial_state(batch))
     carry = proposal.initial_carry(batch, x.device) if proposal is not None else None
     carry = map_state(rep, carry) if carry is not None else None

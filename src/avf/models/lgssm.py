@@ -138,11 +138,9 @@ class LinearGaussian(StepModel):
     def kalman_log_likelihood(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Exact log p(x_t | x_<t) for every step [B, T] (0 at masked steps), in float64."""
         a, c, q, r, m0, p0 = self._matrices64()
-        x = x.double()
+        x, mask = _float64_with_mask(x, mask)
         batch, steps = x.shape[:2]
         dev = x.device
-        mask = (torch.ones(batch, steps, dtype=torch.bool, device=dev) if mask is None
-                else mask.bool().to(dev))
         m = m0.expand(batch, -1).clone()
         p = p0.expand(batch, -1, -1).clone()
         eye = torch.eye(a.shape[0], dtype=torch.float64, device=dev)
@@ -180,11 +178,9 @@ class LinearGaussian(StepModel):
         measured about 0.03 nats/step below it). -log p(x) from the Kalman filter is the floor.
         """
         a, c, q, r, m0, p0 = self._matrices64()
-        x = x.double()
+        x, mask = _float64_with_mask(x, mask)
         batch, steps = x.shape[:2]
         dev = x.device
-        mask = (torch.ones(batch, steps, dtype=torch.bool, device=dev) if mask is None
-                else mask.bool().to(dev))
         eye = torch.eye(a.shape[0], dtype=torch.float64, device=dev)
         r_inv = torch.linalg.inv(r)
         out = torch.zeros(batch, steps, dtype=torch.float64, device=dev)
@@ -232,3 +228,11 @@ class LinearGaussian(StepModel):
         resid = x - mean_prior @ c.T
         mean = mean_prior + resid @ (sigma @ c.T @ r_inv).T
         return mean, sigma
+
+
+def _float64_with_mask(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """x in float64 and a boolean mask on its device (all steps observed if ``mask`` is None)."""
+    x = x.double()
+    if mask is None:
+        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    return x, mask.bool().to(x.device)
