@@ -185,7 +185,7 @@ def test_train_evaluate_plot_a_tiny_music_run(tmp_path: Path, capsys) -> None:
     assert main(["train", str(MUSIC / "jsb_srnn_avf_k1.toml"), "--run-dir", str(run),
                  "--data-dir", str(SHARED), *sets]) == 0
     out = capsys.readouterr().out
-    assert "229 training sequences (fresh random crops every epoch)" in out
+    assert "229 training sequences (fresh every epoch)" in out
     assert "validation after epoch 1" in out
 
     assert main(["evaluate", str(run), "--data-dir", str(SHARED)]) == 0

@@ -1,5 +1,6 @@
 """avf: amortized variational filtering for deep dynamical latent variable models."""
 
+from avf.discretized import DiscretizedNormal, discretized
 from avf.filtering import FilterOutput, backward, filter_sequences, filter_step
 from avf.inference import Direct, GradientDescent, Iterative, PriorOnly
 from avf.model import StepModel, sample_sequences
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DiagonalGaussian",
     "Direct",
+    "DiscretizedNormal",
     "FilterOutput",
     "GradientDescent",
     "Iterative",
@@ -21,6 +23,7 @@ __all__ = [
     "StreamStep",
     "StreamingFilter",
     "backward",
+    "discretized",
     "filter_sequences",
     "filter_step",
     "sample_sequences",

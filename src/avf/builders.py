@@ -7,6 +7,8 @@ name before anything is built.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterable
@@ -19,6 +21,16 @@ from torch import Tensor, nn
 
 from avf.config import SOURCE_KEYS, DataConfig, ExperimentConfig, InferenceConfig, ModelConfig
 from avf.data import Sequences, load_music, music_splits, random_crops, sample_dataset
+from avf.data.audio import (
+    AudioSplits,
+    Standardizer,
+    audio_splits,
+    load_fsdd,
+    load_timit,
+    load_wav_directory,
+)
+from avf.data.datadir import resolve_data_dir
+from avf.data.video import load_kth, moving_mnist
 from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative, PriorOnly
 from avf.model import latent_dim, state_dim
 from avf.training import TrainData, epoch_data
@@ -58,17 +70,25 @@ def _dmm() -> Callable[..., nn.Module]:
     return DMM
 
 
+def _svg() -> Callable[..., nn.Module]:
+    from avf.models.svg import SVG
+
+    return SVG
+
+
 MODELS: dict[str, Callable[[], Callable[..., nn.Module]]] = {
-    "lgssm": _lgssm, "growth": _growth, "srnn": _srnn, "vrnn": _vrnn, "dmm": _dmm}
+    "lgssm": _lgssm, "growth": _growth, "srnn": _srnn, "vrnn": _vrnn, "dmm": _dmm, "svg": _svg}
 INFERENCE = ("prior", "direct", "iterative", "gradient", "baseline")
 DATA_SOURCES = tuple(SOURCE_KEYS)
 SPLITS = ("train", "valid", "test")
+PIXEL_BIN = 1 / 256  # quantisation bin of 8-bit pixels scaled to [0, 1], as the AVF paper scores
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """``lgssm`` → ``LinearGaussian.random(**options)``; the others → their class.
 
-    ``growth`` → ``NonlinearGrowth``, ``srnn`` → ``SRNN``, ``vrnn`` → ``VRNN``, ``dmm`` → ``DMM``.
+    ``growth`` → ``NonlinearGrowth``, ``srnn`` → ``SRNN``, ``vrnn`` → ``VRNN``, ``dmm`` → ``DMM``,
+    ``svg`` → ``SVG``.
     """
     if cfg.name not in MODELS:
         raise ValueError(f"unknown model '{cfg.name}'; known models: {', '.join(MODELS)}")
@@ -132,8 +152,8 @@ def build_datasets(
     valid one fixed window per song, test whole songs.
     """
     data = _checked(cfg)
-    if data.source == "music":
-        train, valid, test = _music(data, data_dir)
+    if data.source in _READERS:
+        train, valid, test = _READERS[data.source](data, data_dir)
         return {"train": epoch_data(train, 1), "valid": valid, "test": test}
     return _synthetic(cfg, data)
 
@@ -147,8 +167,8 @@ def build_training_data(
     epoch as in the AVF paper; otherwise fixed sequences.
     """
     data = _checked(cfg)
-    if data.source == "music":
-        train, valid, _ = _music(data, data_dir)
+    if data.source in _READERS:
+        train, valid, _ = _READERS[data.source](data, data_dir)
         return train, valid
     splits = _synthetic(cfg, data)
     assert splits["train"] is not None  # DataConfig.check asks for at least one
@@ -194,6 +214,81 @@ def _music(
     return train, splits["valid"], splits["test"]
 
 
+def _speech(
+    data: DataConfig, data_dir: str | Path | None
+) -> tuple[TrainData, Sequences, Sequences]:
+    assert data.frame_size is not None and data.crop is not None  # DataConfig.resolved
+    prepared = _speech_splits(data.dataset, _data_dir_key(data_dir), data.frame_size,
+                              data.crop, data.seed)
+    splits = prepared.splits
+    train = (EpochCrops(prepared.frames["train"], data.crop, data.seed) if data.crop
+             else splits["train"])
+    return train, splits["valid"], splits["test"]
+
+
+@functools.lru_cache(maxsize=2)
+def _speech_splits(dataset: str, data_dir: str | None, frame_size: int, crop: int,
+                   seed: int) -> AudioSplits:
+    """Read, standardise and frame a speech set once per process (training and scoring both
+    need it, and the bin width depends on its statistics)."""
+    if dataset == "fsdd":
+        audio = load_fsdd(data_dir=data_dir)
+    elif dataset == "timit":
+        audio = load_timit(resolve_data_dir(data_dir) / "timit", seed=seed)
+    else:
+        audio = load_wav_directory(Path(dataset).expanduser(), seed=seed)
+    return audio_splits(audio, frame_size, crop or None, seed)
+
+
+def _data_dir_key(data_dir: str | Path | None) -> str | None:
+    return None if data_dir is None else str(data_dir)
+
+
+def data_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) -> float | None:
+    """The quantisation bin of one observed value, in the units the model sees.
+
+    Speech: one 16-bit step divided by the training standard deviation (the waveform is
+    standardised); video: 1/256 for pixels in [0, 1]; other data: ``None`` (not quantised).
+    """
+    data = _checked(cfg)
+    if data.source == "speech":
+        assert data.frame_size is not None and data.crop is not None
+        prepared = _speech_splits(data.dataset, _data_dir_key(data_dir), data.frame_size,
+                                  data.crop, data.seed)
+        return prepared.standardizer.step(16)
+    if data.source == "video":
+        return PIXEL_BIN
+    return None
+
+
+def speech_standardizer(cfg: ExperimentConfig,
+                        data_dir: str | Path | None = None) -> Standardizer:
+    """The training statistics a speech run's waveforms were standardised with."""
+    data = _checked(cfg)
+    if data.source != "speech":
+        raise ValueError(f"data.source is '{data.source}', not 'speech'")
+    assert data.frame_size is not None and data.crop is not None
+    return _speech_splits(data.dataset, _data_dir_key(data_dir), data.frame_size, data.crop,
+                          data.seed).standardizer
+
+
+def with_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) -> ExperimentConfig:
+    """``cfg`` with ``model.options.bin_width`` set from the data when the model takes one and
+    the config leaves it unset, so a run's saved config scores the way it was trained."""
+    factory = MODELS[cfg.model.name]() if cfg.model.name in MODELS else None
+    if factory is None or "bin_width" not in inspect.signature(factory).parameters:
+        return cfg
+    if "bin_width" in cfg.model.options or cfg.model.options.get("output") == "bernoulli":
+        return cfg
+    if cfg.model.name in ("srnn", "vrnn") and cfg.model.options.get("output") != "gaussian":
+        return cfg
+    width = data_bin_width(cfg, data_dir)
+    if width is None:
+        return cfg
+    model = ModelConfig(cfg.model.name, {**cfg.model.options, "bin_width": width})
+    return dataclasses.replace(cfg, model=model)
+
+
 def _synthetic(cfg: ExperimentConfig, data: DataConfig) -> dict[str, Sequences | None]:
     sizes = dict(zip(SPLITS, (data.train_sequences, data.valid_sequences, data.test_sequences),
                      strict=True))
@@ -202,6 +297,67 @@ def _synthetic(cfg: ExperimentConfig, data: DataConfig) -> dict[str, Sequences |
         split: sample_dataset(generator, n, data.steps, split_seed(data.seed, i)) if n else None
         for i, (split, n) in enumerate(sizes.items())
     }
+
+
+def _video(
+    data: DataConfig, data_dir: str | Path | None
+) -> tuple[TrainData, Sequences, Sequences]:
+    assert data.steps is not None and data.train_sequences is not None
+    if data.dataset == "smmnist":
+        mnist = None if data_dir is None else resolve_data_dir(data_dir) / "mnist"
+        made = {split: moving_mnist(split, mnist, num_frames=data.steps,
+                                    num_sequences=max(size, 1), num_digits=data.num_digits,
+                                    seed=data.seed)
+                for split, size in (("train", data.train_sequences),
+                                    ("valid", data.valid_sequences),
+                                    ("test", data.test_sequences))}
+        train = EpochVideos(made["train"], data.train_sequences)
+        return train, _first(made["valid"], data.valid_sequences), _first(
+            made["test"], data.test_sequences)
+    if data.dataset == "kth":
+        kth = load_kth(resolve_data_dir(data_dir) / "kth", clip_length=data.steps)
+        return (EpochKTH(kth["train"], data.seed), kth["valid"].clips(kth["valid"].fixed_windows()),
+                kth["test"].clips(kth["test"].fixed_windows()))
+    raise ValueError(f"unknown video data set {data.dataset!r}; known: smmnist, kth")
+
+
+def _first(videos: Any, n: int | None) -> Sequences | None:
+    return videos.sequences(n) if n else None
+
+
+class EpochVideos:
+    """``count`` freshly generated videos per epoch (Stochastic Moving MNIST), the same ones
+    for the same epoch on every run, so resumed runs see what uninterrupted ones would."""
+
+    def __init__(self, videos: Any, count: int) -> None:
+        self.videos = videos
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __call__(self, epoch: int) -> Sequences:
+        return self.videos.for_epoch(epoch).sequences(self.count)
+
+
+class EpochKTH:
+    """One random clip of every training video per epoch, drawn from (``seed``, epoch)."""
+
+    def __init__(self, videos: Any, seed: int) -> None:
+        self.videos = videos
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.videos.random_windows(torch.Generator().manual_seed(self.seed)))
+
+    def __call__(self, epoch: int) -> Sequences:
+        generator = torch.Generator().manual_seed(split_seed(self.seed, 0, epoch))
+        return self.videos.clips(self.videos.random_windows(generator))
+
+
+_READERS: dict[str, Callable[[DataConfig, str | Path | None],
+                             tuple[TrainData, Sequences, Sequences]]] = {
+    "music": _music, "speech": _speech, "video": _video}
 
 
 def split_seed(seed: int, *keys: int) -> int:

@@ -38,67 +38,105 @@ class InferenceConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-# The keys that belong to one data source only; a key of another source is an error.
+# The keys that belong to some data sources only; a key no source of this config takes is an
+# error rather than a setting that silently does nothing.
 SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "synthetic": ("train_sequences", "valid_sequences", "test_sequences", "steps", "generator"),
     "music": ("dataset", "crop"),
+    "speech": ("dataset", "crop", "frame_size"),
+    "video": ("dataset", "train_sequences", "valid_sequences", "test_sequences", "steps",
+              "num_digits"),
 }
 MUSIC_CROP = 25  # the AVF paper's training windows: 25 steps
+SPEECH_FRAME = 200  # samples per time step, as in the AVF paper (and VRNN/SRNN) on TIMIT
+# defaults per source for the keys left unset
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "synthetic": {"train_sequences": 256, "valid_sequences": 64, "test_sequences": 64,
+                  "steps": 50},
+    "music": {"crop": MUSIC_CROP},
+    "speech": {"crop": 0, "frame_size": SPEECH_FRAME},
+    "video": {"train_sequences": 2048, "valid_sequences": 128, "test_sequences": 256,
+              "steps": 20, "num_digits": 2},
+}
 
 
 @dataclass
 class DataConfig:
-    """Where the data come from: sampled from a model (``synthetic``) or read (``music``).
+    """Where the data come from: sampled from a model (``synthetic``) or read from files.
 
-    Each source has its own keys (:data:`SOURCE_KEYS`); writing a key of the other source is an
-    error rather than a setting that silently does nothing. ``seed`` serves both: it draws the
-    synthetic data, or the music's random windows.
+    Each source has its own keys (:data:`SOURCE_KEYS`); writing a key another source owns is an
+    error rather than a setting that silently does nothing. ``seed`` serves every source: it
+    draws the synthetic data, the random training windows, or the generated videos. The data
+    directory is not part of a config, since it differs between machines (see
+    :func:`avf.data.resolve_data_dir`).
 
-    * synthetic: ``*_sequences`` per split (0 leaves a split out), ``steps`` per sequence, and
-      ``generator``, which overrides ``[model.options]`` for the data-generating model; left
-      empty, the data come from the very model that is trained (the right set-up when θ is
-      fixed).
+    * synthetic: ``*_sequences`` per split (0 leaves a split out; 256/64/64 unless set),
+      ``steps`` per sequence (50), and ``generator``, which overrides ``[model.options]`` for
+      the data-generating model; left empty, the data come from the very model that is trained
+      (the right set-up when θ is fixed).
     * music: ``dataset`` (``jsb``, ``nottingham``, ``musedata``, ``piano``, or a file's path)
       and ``crop``, the length of the random windows that train and valid are cut into (25
       unless set; 0 keeps whole songs). Training draws fresh windows every epoch; test songs
-      are always scored whole. The keys of the other source are ``None`` here. The data
-      directory is not part of a config, since it differs between machines (see
-      :func:`avf.data.resolve_data_dir`).
+      are always scored whole.
+    * speech: ``dataset`` (``fsdd``, ``timit``, or a directory of WAV files), ``frame_size``
+      (waveform samples per time step, 200) and ``crop`` (training windows in frames; 0, the
+      default, keeps whole utterances). Waveforms are standardised with the training set's
+      mean and standard deviation; test utterances are scored whole.
+    * video: ``dataset`` (``smmnist``: Stochastic Moving MNIST generated from the MNIST files;
+      ``kth``: KTH Actions), ``steps`` frames per clip (20), and for ``smmnist`` the number of
+      sequences per split (training draws ``train_sequences`` fresh videos every epoch) and
+      ``num_digits`` (2).
     """
 
     source: str = "synthetic"
-    train_sequences: int | None = 256
-    valid_sequences: int | None = 64
-    test_sequences: int | None = 64
-    steps: int | None = 50
+    train_sequences: int | None = None
+    valid_sequences: int | None = None
+    test_sequences: int | None = None
+    steps: int | None = None
     seed: int = 1234
     generator: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
     crop: int | None = None
+    frame_size: int | None = None
+    num_digits: int | None = None
 
     def resolved(self) -> DataConfig:
-        """The same data with the other source's keys cleared and this source's defaults set."""
-        if self.source != "music":
-            return self
-        return replace(self, train_sequences=None, valid_sequences=None, test_sequences=None,
-                       steps=None, generator={},
-                       crop=MUSIC_CROP if self.crop is None else self.crop)
+        """The same data with other sources' keys cleared and this source's defaults set."""
+        if self.source not in SOURCE_KEYS:
+            return self  # check() names the unknown source
+        own = SOURCE_KEYS[self.source]
+        cleared = {key: ({} if key == "generator" else None)
+                   for keys in SOURCE_KEYS.values() for key in keys if key not in own}
+        filled = {key: value for key, value in _DEFAULTS[self.source].items()
+                  if getattr(self, key) is None}
+        return replace(self, **cleared, **filled)
 
     def check(self) -> None:
         """Raise a ``ValueError`` naming the first key whose value cannot work for the source."""
         if self.source not in SOURCE_KEYS:
             raise ValueError(f"unknown data source {self.source!r}; known: "
                              f"{', '.join(SOURCE_KEYS)}")
-        if self.source == "music":
-            if not isinstance(self.dataset, str) or not self.dataset.strip():
-                raise ValueError("data.dataset is required with source = 'music': jsb, "
-                                 "nottingham, musedata, piano, or the path of a music file")
-            if self.crop is not None and self.crop < 0:
-                raise ValueError(f"data.crop must be >= 0 (0 keeps whole songs), got {self.crop}")
+        own = SOURCE_KEYS[self.source]
+        for keys in SOURCE_KEYS.values():
+            for key in keys:
+                if key not in own and getattr(self, key) not in (None, {}):
+                    raise ValueError(f"data.{key} does not apply to source = '{self.source}'")
+        if self.source == "synthetic":
+            self._check_sizes()
             return
-        for key in SOURCE_KEYS["music"]:
-            if getattr(self, key) is not None:
-                raise ValueError(f"data.{key} only applies to source = 'music'")
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ValueError(f"data.dataset is required with source = '{self.source}': "
+                             f"{_DATASETS[self.source]}")
+        if self.crop is not None and self.crop < 0:
+            raise ValueError(f"data.crop must be >= 0 (0 keeps whole sequences), got {self.crop}")
+        if self.frame_size is not None and self.frame_size < 1:
+            raise ValueError(f"data.frame_size must be at least 1, got {self.frame_size}")
+        if self.source == "video":
+            self._check_sizes()
+            if self.num_digits is None or self.num_digits < 1:
+                raise ValueError(f"data.num_digits must be at least 1, got {self.num_digits}")
+
+    def _check_sizes(self) -> None:
         for split in ("train", "valid", "test"):
             n = getattr(self, f"{split}_sequences")
             if n is None or n < 0:
@@ -107,6 +145,13 @@ class DataConfig:
             raise ValueError("data.train_sequences must be at least 1")
         if self.steps is None or self.steps < 1:
             raise ValueError(f"data.steps must be at least 1, got {self.steps}")
+
+
+_DATASETS = {
+    "music": "jsb, nottingham, musedata, piano, or the path of a music file",
+    "speech": "fsdd, timit, or a directory of WAV files",
+    "video": "smmnist or kth",
+}
 
 
 @dataclass
@@ -122,7 +167,7 @@ class ExperimentConfig:
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig().resolved())
     training: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -169,12 +214,14 @@ def _check_source_keys(table: Any) -> None:
     source = table.get("source", DataConfig.source)
     if not isinstance(source, str) or source not in SOURCE_KEYS:
         return  # DataConfig.check names the unknown source
+    own = SOURCE_KEYS[source]
     for key in table:
-        for other, keys in SOURCE_KEYS.items():
-            if other != source and key in keys:
-                raise ValueError(f"data.{key} only applies to source = '{other}', and this "
-                                 f"config has source = '{source}'; valid keys for "
-                                 f"'{source}': source, seed, {', '.join(SOURCE_KEYS[source])}")
+        owners = [name for name, keys in SOURCE_KEYS.items() if key in keys]
+        if owners and source not in owners:
+            where = " or ".join(f"'{name}'" for name in owners)
+            raise ValueError(f"data.{key} only applies to source = {where}, and this config "
+                             f"has source = '{source}'; valid keys for '{source}': source, "
+                             f"seed, {', '.join(own)}")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

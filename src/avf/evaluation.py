@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from avf.discretized import discretized as scoring
 from avf.filtering import filter_sequences
 from avf.inference.base import InferenceProcedure
 
@@ -74,19 +75,22 @@ def evaluate(
     progress: bool = False,
     desc: str = "evaluate",
     per_sequence: bool = False,
+    discretized: bool = False,
 ) -> Score:
     """Free energy (β = 1) of whole sequences under filtering inference.
 
     ``batches`` yields (x [B, T, ...], mask [B, T] or None). No training graph is kept;
     procedures that need ∇_λ F_t enable autograd locally. ``per_sequence`` also returns each
     sequence's total free energy (for paired comparisons and standard errors).
+    ``discretized`` scores continuous observations as probabilities of their quantisation bins
+    (see :mod:`avf.discretized`; the model must have a ``bin_width``).
     """
     acc = ScoreAccumulator()
     was_training = (model.training, inference.training)
     model.eval()
     inference.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), scoring(model, discretized):
             for x, mask in tqdm(batches, desc=desc, disable=not progress, leave=False):
                 out = filter_sequences(model, inference, x, mask, beta=1.0, n_samples=n_samples)
                 acc.add(out.free_energy, out.recon, out.kl, out.trace, out.mask)

@@ -20,8 +20,9 @@ from avf.posteriors import PosteriorFamily
 class SRNNEncoder(InferenceProcedure):
     """q(z_t | x_t, d_t): an MLP on [x_t, d_t], with d_t read from SRNN's state.
 
-    This is SRNN's filtering encoder as the AVF paper used it (one 500-unit layer); the full
-    SRNN encoder also runs a backward RNN over future data, which filtering cannot use.
+    This is SRNN's filtering encoder as the AVF paper used it (one 500-unit layer for music,
+    two of 512 for TIMIT); the full SRNN encoder also runs a backward RNN over future data,
+    which filtering cannot use. It reads x_t as it comes, binary or continuous.
     """
 
     def __init__(self, x_dim: int, rnn_dim: int, latent_dim: int, hidden: int = 500,
@@ -43,6 +44,7 @@ class VRNNEncoder(InferenceProcedure):
     without a graph: the posterior parameters then never depend on θ, so the model learns with
     λ held fixed, and the inference loss cannot reach θ whatever optimiser is used. (Chung et
     al. train φ_x through both paths; in AVF's split each loss trains its own parameters.)
+    Binary and continuous x_t alike go through φ_x.
     """
 
     def __init__(self, feature_dim: int, rnn_dim: int, latent_dim: int, hidden: int = 256,

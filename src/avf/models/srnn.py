@@ -4,7 +4,10 @@ A deterministic LSTM runs over the past observations, d_t = LSTM(x_{t-1}, d_{t-1
 x_0 = 0, and a Markov chain of latents sits on top of it:
 
     p(z_t | z_{t-1}, d_t) = N(μ, diag σ²) from an MLP on [d_t, z_{t-1}],
-    p(x_t | z_t, d_t)     = Bernoulli(logits from an MLP on [d_t, z_t]).
+    p(x_t | z_t, d_t)     = Bernoulli or N(mean, diag σ²) from an MLP on [d_t, z_t].
+
+The Gaussian output (raw speech, as in the SRNN and AVF papers' TIMIT experiments) has a
+learned, input-dependent variance, soft-limited as in :mod:`avf.models.vrnn`.
 
 Defaults follow the AVF paper's reference setup for polyphonic music: 300 LSTM units, 100
 latents, one 500-unit layer for the prior, two for the decoder, clipped leaky ReLUs.
@@ -16,13 +19,15 @@ one fused call. Without it (:class:`avf.StreamingFilter`) :meth:`SRNN.transition
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Independent, Normal
+from torch.distributions import Independent, Normal
 
 from avf.model import StepModel
+from avf.models.vrnn import LOG_VAR_RANGE, Output, observation, observation_outputs
 from avf.nn.activations import ClippedLeakyReLU, mlp
 
 SRNNState = dict[str, Any]
@@ -32,7 +37,12 @@ them to the next step's context instead of stepping the LSTM)."""
 
 
 class SRNN(StepModel):
-    """SRNN's generative model with a forward LSTM over x_<t; Bernoulli observations."""
+    """SRNN's generative model with a forward LSTM over x_<t.
+
+    ``output``, ``bin_width`` and ``log_var_range`` are as for :class:`avf.models.VRNN`:
+    Bernoulli or Gaussian observations, and the quantisation step that discretised scoring
+    (``discretized`` set, e.g. by :func:`avf.discretized.discretized`) integrates over.
+    """
 
     def __init__(
         self,
@@ -42,17 +52,24 @@ class SRNN(StepModel):
         hidden: int = 500,
         prior_layers: int = 1,
         decoder_layers: int = 2,
+        output: Output = "bernoulli",
+        bin_width: float | None = None,
+        log_var_range: Sequence[float] = LOG_VAR_RANGE,
     ) -> None:
         super().__init__()
+        per_dim = observation_outputs(output, bin_width, log_var_range)
         self.x_dim = x_dim
         self.latent_dim = latent_dim
         self.rnn_dim = rnn_dim
+        self.output, self.bin_width = output, bin_width
+        self.log_var_range = (float(log_var_range[0]), float(log_var_range[1]))
+        self.discretized = False  # a plain flag: scoring mode, not part of the state_dict
         self.rnn = nn.LSTM(x_dim, rnn_dim, batch_first=True)
         joint = rnn_dim + latent_dim
         self.prior_net = mlp(joint, hidden, prior_layers, ClippedLeakyReLU)
         self.prior_head = nn.Linear(self.prior_net.out_features, 2 * latent_dim)
         self.decoder = mlp(joint, hidden, decoder_layers, ClippedLeakyReLU)
-        self.decoder_head = nn.Linear(self.decoder.out_features, x_dim)
+        self.decoder_head = nn.Linear(self.decoder.out_features, per_dim * x_dim)
 
     def initial_state(self, batch_size: int) -> SRNNState:
         zeros = self.prior_head.weight.new_zeros
@@ -67,8 +84,9 @@ class SRNN(StepModel):
 
     def likelihood(self, z: Tensor, state: SRNNState) -> Independent:
         d = state["d"].expand(*z.shape[:-1], self.rnn_dim)
-        logits = self.decoder_head(self.decoder(torch.cat([d, z], -1)))
-        return Independent(Bernoulli(logits=logits), 1)
+        out = self.decoder_head(self.decoder(torch.cat([d, z], -1)))
+        return observation(out, self.output, self.bin_width if self.discretized else None,
+                           self.log_var_range)
 
     def transition(self, state: SRNNState, z: Tensor, x: Tensor) -> SRNNState:
         if state.get("precomputed", False):  # d_{t+1}, c_{t+1} arrive with the next context
