@@ -193,3 +193,19 @@ def test_source_defaults() -> None:
     assert (video.steps, video.num_digits, video.crop) == (20, 2, None)
     synthetic = from_dict({}).data
     assert (synthetic.train_sequences, synthetic.steps, synthetic.dataset) == (256, 50, None)
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.parametrize("path", sorted((EXPERIMENTS / "speech").glob("*.toml"))
+                         + sorted((EXPERIMENTS / "video").glob("*.toml")), ids=lambda p: p.stem)
+def test_experiment_configs_load_and_name_themselves(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.name == path.stem and cfg.data.source in ("speech", "video")
+    if cfg.data.dataset in ("fsdd", "smmnist"):  # the ones we run here: build them too
+        from avf.cli import build
+
+        model, inference = build(cfg)
+        assert model.bin_width is not None or cfg.data.source == "speech"
+        assert sum(p.numel() for p in inference.parameters()) > 0

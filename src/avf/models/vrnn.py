@@ -48,6 +48,11 @@ VRNNState = dict[str, Tensor]
 class VRNN(StepModel):
     """VRNN; ``layers`` hidden layers in every MLP (ReLU).
 
+    Widths: ``feature_dim`` for φ_x (and φ_z unless ``z_feature_dim`` is given), ``hidden`` for
+    the prior (and the decoder unless ``decoder_hidden`` is given). Chung et al.'s speech set-up,
+    which the AVF paper's TIMIT experiment uses, has φ_x and the decoder 600 wide, φ_z and the
+    prior 500 (see experiments/speech/timit_vrnn_*.toml).
+
     ``output`` picks the observation model (see :func:`observation_outputs`); ``bin_width`` is
     the data's quantisation step for discretised scoring (Gaussian output only), used while
     ``discretized`` is set, e.g. by :func:`avf.discretized.discretized`.
@@ -65,6 +70,8 @@ class VRNN(StepModel):
         output: Output = "bernoulli",
         bin_width: float | None = None,
         log_var_range: Sequence[float] = LOG_VAR_RANGE,
+        z_feature_dim: int | None = None,
+        decoder_hidden: int | None = None,
     ) -> None:
         super().__init__()
         if rnn not in ("lstm", "gru"):
@@ -77,10 +84,10 @@ class VRNN(StepModel):
         self.log_var_range = (float(log_var_range[0]), float(log_var_range[1]))
         self.discretized = False  # a plain flag: scoring mode, not part of the state_dict
         self.phi_x = mlp(x_dim, feature_dim, layers)
-        self.phi_z = mlp(latent_dim, feature_dim, layers)
+        self.phi_z = mlp(latent_dim, z_feature_dim or feature_dim, layers)
         self.prior_net = mlp(rnn_dim, hidden, layers)
         self.prior_head = nn.Linear(self.prior_net.out_features, 2 * latent_dim)
-        self.decoder = mlp(self.phi_z.out_features + rnn_dim, hidden, layers)
+        self.decoder = mlp(self.phi_z.out_features + rnn_dim, decoder_hidden or hidden, layers)
         self.decoder_head = nn.Linear(self.decoder.out_features, per_dim * x_dim)
         cell = nn.LSTMCell if rnn == "lstm" else nn.GRUCell
         self.cell = cell(self.phi_x.out_features + self.phi_z.out_features, rnn_dim)
