@@ -301,7 +301,7 @@ def test_midi_note_off_the_keyboard(tmp_path: Path) -> None:
 
 def test_midi_without_mido(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mido", None)  # makes `import mido` fail
-    with pytest.raises(ImportError, match=r"pip install avf\[midi\]"):
+    with pytest.raises(ImportError, match=r"pip install 'avf\[midi\]'"):
         midi_to_piano_roll(tmp_path / "any.mid")
 
 

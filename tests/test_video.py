@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,11 @@ def test_kth_unreadable_video(tmp_path: Path) -> None:
     data = load_kth(tmp_path)
     with pytest.raises(ValueError, match=r"person03_running_d1_uncomp\.avi: cannot decode"):
         data["train"].clips([(0, 0)])
+
+
+def test_missing_pyav_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avf.data.video import read_video
+
+    monkeypatch.setitem(sys.modules, "av", None)  # makes `import av` fail
+    with pytest.raises(ImportError, match=r"pip install 'avf\[video\]'"):
+        read_video(tmp_path / "any.avi")

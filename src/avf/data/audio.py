@@ -45,6 +45,7 @@ from torch import Tensor
 from avf.data.batching import Sequences
 from avf.data.datadir import data_dir_origin, resolve_data_dir
 from avf.data.music import random_crops
+from avf.optional import optional_import
 
 SPLITS = ("train", "valid", "test")
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -57,13 +58,6 @@ Array = TypeVar("Array", np.ndarray, Tensor)
 
 
 # -- reading ----------------------------------------------------------------------------------
-def _import_soundfile() -> Any:
-    try:
-        import soundfile
-    except ImportError as err:
-        raise ImportError("reading audio needs the optional dependency soundfile: "
-                          "pip install 'avf[audio]' (or pip install soundfile)") from err
-    return soundfile
 
 
 def read_audio(path: str | Path, dtype: Any = np.float64) -> tuple[np.ndarray, int]:
@@ -73,7 +67,7 @@ def read_audio(path: str | Path, dtype: Any = np.float64) -> tuple[np.ndarray, i
     ``.WAV`` files). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an
     unreadable, multi-channel (see the module docstring), empty or non-finite one.
     """
-    sf = _import_soundfile()
+    sf = optional_import("soundfile", "reading audio", "audio")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such audio file: {path}")

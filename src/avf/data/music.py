@@ -23,6 +23,7 @@ from torch import Tensor
 
 from avf.data.batching import Sequences
 from avf.data.datadir import data_dir_origin, resolve_data_dir
+from avf.optional import optional_import
 
 LOWEST, HIGHEST = 21, 108  # MIDI notes of the piano's lowest and highest keys
 KEYS = HIGHEST - LOWEST + 1
@@ -274,7 +275,7 @@ def midi_to_piano_roll(path: str | Path, steps_per_quarter: int = 1, *, drums: b
     if isinstance(steps_per_quarter, bool) or not isinstance(steps_per_quarter, int) or (
             steps_per_quarter < 1):
         raise ValueError(f"steps_per_quarter must be a positive integer, got {steps_per_quarter!r}")
-    mido = _import_mido()
+    mido = optional_import("mido", "reading MIDI files", "midi")
     path = Path(path)
     midi = mido.MidiFile(path)
     per_beat = midi.ticks_per_beat
@@ -320,10 +321,3 @@ def _midi_notes(midi: Any, drums: bool) -> list[tuple[int, int, int]]:
     return notes
 
 
-def _import_mido() -> Any:
-    try:
-        import mido
-    except ImportError as err:
-        raise ImportError("reading MIDI files needs the optional dependency mido: "
-                          "pip install avf[midi] (or pip install mido)") from err
-    return mido

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from avf.data.batching import Sequences
 from avf.data.datadir import data_dir_origin, resolve_data_dir
+from avf.optional import optional_import
 
 SPLITS = ("train", "valid", "test")
 
@@ -403,7 +404,7 @@ def read_video(path: str | Path, size: int = 64) -> Tensor:
 
     KTH's 160×120 frames are squeezed to a square, as SVG does. Decoding needs PyAV.
     """
-    av = _import_av()
+    av = optional_import("av", "reading videos", "video", package="av (PyAV)")
     path = Path(path)
     try:
         with av.open(str(path)) as container:
@@ -427,13 +428,6 @@ def _resize(frames: Tensor, size: int) -> Tensor:
     return out
 
 
-def _import_av() -> Any:
-    try:
-        import av
-    except ImportError as err:
-        raise ImportError("reading videos needs the optional dependency av (PyAV): "
-                          "pip install avf[video] (or pip install av)") from err
-    return av
 
 
 class KTHActions:
