@@ -35,3 +35,22 @@ def test_speed_benchmark_writes_rows(tmp_path):
     result = json.loads(out.read_text())
     assert result["meta"]["data"] == "random binary rolls"
     assert [r["inference"] for r in result["rows"]] == ["baseline", "avf_k1", "avf_k5"]
+
+
+def test_runs_table_collects_a_trained_run(tmp_path):
+    from avf.cli import main
+
+    config = tmp_path / "tiny.toml"
+    config.write_text('[model.options]\nlatent_dim = 2\nobs_dim = 2\n'
+                      '[inference.options]\niterations = 1\nhidden = 8\nlayers = 1\n'
+                      '[data]\ntrain_sequences = 4\nvalid_sequences = 2\ntest_sequences = 2\n'
+                      'steps = 3\n[training]\nepochs = 1\nbatch_size = 2\nprogress = false\n')
+    run_dir = tmp_path / "runs" / "tiny"
+    assert main(["train", str(config), "--run-dir", str(run_dir)]) == 0
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = tmp_path / "rows.json"
+    table = run("runs_table.py", str(run_dir), "--out", str(out))
+    assert "| tiny | lgssm | iterative K=1 | 1 (1) |" in table
+    (row,) = json.loads(out.read_text())["rows"]
+    report = json.loads((run_dir / "eval_test.json").read_text())
+    assert row["test_free_energy"] == report["free_energy"] and row["test_steps"] == 6

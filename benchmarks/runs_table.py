@@ -1,0 +1,88 @@
+"""Collect trained runs into one table: what BENCHMARKS.md reports for the experiment configs.
+
+Reads each run directory's ``config.toml``, ``metrics.jsonl`` (epochs trained, training wall
+time) and ``eval_test.json`` (written by ``avf evaluate``), prints a markdown table and writes
+the rows as JSON, so every number in the table can be traced to the run that produced it.
+
+    python benchmarks/runs_table.py runs/fsdd_* --out benchmarks/results/fsdd.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from avf.config import load_config
+from avf.plots import read_metrics
+
+
+def run_row(run_dir: Path) -> dict[str, Any]:
+    """One run's settings, budget and test scores (``None`` where it has not been scored)."""
+    cfg = load_config(run_dir / "config.toml")
+    records = read_metrics(run_dir / "metrics.jsonl")
+    if not records:
+        raise ValueError(f"{run_dir}: metrics.jsonl has no epochs yet")
+    evaluation = run_dir / "eval_test.json"
+    report = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
+    binned = report.get("discretized", {})
+    iterations = cfg.inference.options.get("iterations")
+    return {
+        "run": run_dir.name,
+        "model": cfg.model.name,
+        "inference": cfg.inference.name + (f" K={iterations}" if iterations else ""),
+        "data": f"{cfg.data.source}:{cfg.data.dataset}",
+        "epochs": records[-1]["epoch"],
+        "train_wall_s": round(records[-1]["wall_time"], 1),
+        "scored_epoch": report.get("epoch"),
+        "test_free_energy": report.get("free_energy"),
+        "test_macro_free_energy": report.get("macro_free_energy"),
+        "test_recon": report.get("recon"),
+        "test_kl": report.get("kl"),
+        "test_steps": report.get("steps"),
+        "discretized_free_energy": binned.get("free_energy"),
+        "discretized_macro_free_energy": binned.get("macro_free_energy"),
+        "bin_width": binned.get("bin_width"),
+    }
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ("| run | model | inference | epochs (best) | train wall | test F (density) | "
+            "KL | test F (discretised) micro / macro |")
+    lines = [head, "|" + " --- |" * 8]
+    for r in rows:
+        binned = ("–" if r["discretized_free_energy"] is None else
+                  f"{r['discretized_free_energy']:.2f} / {r['discretized_macro_free_energy']:.2f}")
+        lines.append(
+            f"| {r['run']} | {r['model']} | {r['inference']} | {r['epochs']} "
+            f"({r['scored_epoch']}) | {r['train_wall_s'] / 60:.1f} min | "
+            f"{_num(r['test_free_energy'])} | {_num(r['test_kl'])} | {binned} |")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--out", type=Path, help="write the rows here as JSON")
+    args = parser.parse_args(argv)
+    rows = [run_row(path) for path in args.runs if (path / "config.toml").is_file()]
+    if not rows:
+        raise SystemExit("no run directories (with a config.toml) among the paths given")
+    print(markdown(rows))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"machine": platform.platform(), "processor": platform.processor(),
+                   "rows": rows}
+        args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
