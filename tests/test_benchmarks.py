@@ -37,20 +37,39 @@ def test_speed_benchmark_writes_rows(tmp_path):
     assert [r["inference"] for r in result["rows"]] == ["baseline", "avf_k1", "avf_k5"]
 
 
-def test_runs_table_collects_a_trained_run(tmp_path):
+TINY = ('[model.options]\nlatent_dim = 2\nobs_dim = 2\n'
+        '[inference.options]\niterations = 1\nhidden = 8\nlayers = 1\n'
+        '[data]\ntrain_sequences = 4\nvalid_sequences = 2\ntest_sequences = 2\n'
+        'steps = 3\n[training]\nepochs = 1\nbatch_size = 2\nprogress = false\n')
+
+
+def trained_run(tmp_path):
     from avf.cli import main
 
     config = tmp_path / "tiny.toml"
-    config.write_text('[model.options]\nlatent_dim = 2\nobs_dim = 2\n'
-                      '[inference.options]\niterations = 1\nhidden = 8\nlayers = 1\n'
-                      '[data]\ntrain_sequences = 4\nvalid_sequences = 2\ntest_sequences = 2\n'
-                      'steps = 3\n[training]\nepochs = 1\nbatch_size = 2\nprogress = false\n')
+    config.write_text(TINY)
     run_dir = tmp_path / "runs" / "tiny"
     assert main(["train", str(config), "--run-dir", str(run_dir)]) == 0
     assert main(["evaluate", str(run_dir)]) == 0
+    return config, run_dir
+
+
+def test_runs_table_collects_a_trained_run(tmp_path):
+    _, run_dir = trained_run(tmp_path)
     out = tmp_path / "rows.json"
     table = run("runs_table.py", str(run_dir), "--out", str(out))
     assert "| tiny | lgssm | iterative K=1 | 1 (1) |" in table
     (row,) = json.loads(out.read_text())["rows"]
     report = json.loads((run_dir / "eval_test.json").read_text())
     assert row["test_free_energy"] == report["free_energy"] and row["test_steps"] == 6
+
+
+def test_fixed_model_inference_trains_inference_alone(tmp_path):
+    config, run_dir = trained_run(tmp_path)
+    out = tmp_path / "fixed.json"
+    text = run("fixed_model_inference.py", str(run_dir), str(config), "--epochs", "2",
+               "--set", "encoding=layernorm", "--json", str(out))
+    assert "valid F with the run's own inference" in text and "epoch 2: valid F" in text
+    result = json.loads(out.read_text())
+    assert result["options"]["encoding"] == "layernorm" and len(result["epochs"]) == 2
+    assert result["prior"] > 0 and result["own_inference"] > 0
