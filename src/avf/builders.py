@@ -261,15 +261,20 @@ def data_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) ->
     return None
 
 
-def speech_standardizer(cfg: ExperimentConfig,
-                        data_dir: str | Path | None = None) -> Standardizer:
-    """The training statistics a speech run's waveforms were standardised with."""
+def speech_data(cfg: ExperimentConfig, data_dir: str | Path | None = None) -> AudioSplits:
+    """A speech run's framed splits with their training statistics and sample rate."""
     data = _checked(cfg)
     if data.source != "speech":
         raise ValueError(f"data.source is '{data.source}', not 'speech'")
     assert data.frame_size is not None and data.crop is not None
     return _speech_splits(data.dataset, _data_dir_key(data_dir), data.frame_size, data.crop,
-                          data.seed).standardizer
+                          data.seed)
+
+
+def speech_standardizer(cfg: ExperimentConfig,
+                        data_dir: str | Path | None = None) -> Standardizer:
+    """The training statistics a speech run's waveforms were standardised with."""
+    return speech_data(cfg, data_dir).standardizer
 
 
 def with_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) -> ExperimentConfig:

@@ -325,12 +325,14 @@ def plot_run(args: argparse.Namespace) -> int:
     if cfg.data.source == "music":
         written.append(plots.plot_piano_roll(view, out / "piano_roll.png", title))
     elif cfg.data.source == "speech":
-        from avf.builders import speech_standardizer
+        from avf.builders import speech_data
         from avf.plots_av import plot_waveform
 
-        norm = speech_standardizer(cfg, args.data_dir)
+        speech = speech_data(cfg, args.data_dir)
+        norm = speech.standardizer
         written.append(plot_waveform(view, out / "waveform.png", title,
-                                     scale=norm.std, offset=norm.mean))
+                                     sample_rate=speech.sample_rate, scale=norm.std,
+                                     offset=norm.mean))
     elif cfg.data.source == "video":
         written += _plot_video(model, inference, song.x[0, :length].to(device), view, out,
                                title)

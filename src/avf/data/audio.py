@@ -439,6 +439,7 @@ class AudioSplits:
     frames: dict[str, list[Tensor]]
     frame_size: int
     dropped: dict[str, int] = field(default_factory=dict)
+    sample_rate: int | None = None  # of the waveforms, for plots and reports
 
     def crops(self, length: int, generator: torch.Generator | None = None,
               split: str = "train") -> Sequences:
@@ -473,7 +474,7 @@ def audio_splits(data: AudioData, frame_size: int = 200, crop_steps: int | None 
         except ValueError as err:
             raise ValueError(f"{split} split (frames of {frame_size} samples): {err}") from err
         dropped[split] = sum(f.shape[0] < crop_steps for f in frames[split])
-    return AudioSplits(splits, scale, frames, frame_size, dropped)
+    return AudioSplits(splits, scale, frames, frame_size, dropped, data.sample_rate)
 
 
 def _framed(data: AudioData, split: str, frame_size: int, scale: Standardizer) -> list[Tensor]:
