@@ -12,7 +12,7 @@ from avf import Iterative, StreamingFilter, backward, filter_sequences
 from avf.discretized import DiscretizedNormal, discretized
 from avf.evaluation import evaluate
 from avf.models import SRNN, VRNN
-from avf.models.vrnn import LOG_VAR_RANGE, soft_clamp
+from avf.models.observations import LOG_VAR_RANGE, soft_clamp
 
 X, Z, B, T = 200, 4, 3, 6
 BIN = 1e-3

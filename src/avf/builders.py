@@ -30,7 +30,7 @@ from avf.data.audio import (
     load_wav_directory,
 )
 from avf.data.datadir import resolve_data_dir
-from avf.data.video import load_kth, moving_mnist
+from avf.data.video import load_kth, mnist_images, moving_mnist
 from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative, PriorOnly
 from avf.model import latent_dim, state_dim
 from avf.training import TrainData, epoch_data
@@ -217,9 +217,7 @@ def _music(
 def _speech(
     data: DataConfig, data_dir: str | Path | None
 ) -> tuple[TrainData, Sequences, Sequences]:
-    assert data.frame_size is not None and data.crop is not None  # DataConfig.resolved
-    prepared = _speech_splits(data.dataset, _data_dir_key(data_dir), data.frame_size,
-                              data.crop, data.seed)
+    prepared = _prepared_speech(data, data_dir)
     splits = prepared.splits
     train = (EpochCrops(prepared.frames["train"], data.crop, data.seed) if data.crop
              else splits["train"])
@@ -240,8 +238,10 @@ def _speech_splits(dataset: str, data_dir: str | None, frame_size: int, crop: in
     return audio_splits(audio, frame_size, crop or None, seed)
 
 
-def _data_dir_key(data_dir: str | Path | None) -> str | None:
-    return None if data_dir is None else str(data_dir)
+def _prepared_speech(data: DataConfig, data_dir: str | Path | None) -> AudioSplits:
+    assert data.frame_size is not None and data.crop is not None  # DataConfig.resolved
+    key = None if data_dir is None else str(data_dir)  # hashable, for the cache
+    return _speech_splits(data.dataset, key, data.frame_size, data.crop, data.seed)
 
 
 def data_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) -> float | None:
@@ -252,10 +252,7 @@ def data_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) ->
     """
     data = _checked(cfg)
     if data.source == "speech":
-        assert data.frame_size is not None and data.crop is not None
-        prepared = _speech_splits(data.dataset, _data_dir_key(data_dir), data.frame_size,
-                                  data.crop, data.seed)
-        return prepared.standardizer.step(16)
+        return _prepared_speech(data, data_dir).standardizer.step(16)
     if data.source == "video":
         return PIXEL_BIN
     return None
@@ -266,9 +263,7 @@ def speech_data(cfg: ExperimentConfig, data_dir: str | Path | None = None) -> Au
     data = _checked(cfg)
     if data.source != "speech":
         raise ValueError(f"data.source is '{data.source}', not 'speech'")
-    assert data.frame_size is not None and data.crop is not None
-    return _speech_splits(data.dataset, _data_dir_key(data_dir), data.frame_size, data.crop,
-                          data.seed)
+    return _prepared_speech(data, data_dir)
 
 
 def speech_standardizer(cfg: ExperimentConfig,
@@ -281,12 +276,12 @@ def with_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) ->
     """``cfg`` with ``model.options.bin_width`` set from the data when the model takes one and
     the config leaves it unset, so a run's saved config scores the way it was trained."""
     factory = MODELS[cfg.model.name]() if cfg.model.name in MODELS else None
-    if factory is None or "bin_width" not in inspect.signature(factory).parameters:
+    params = inspect.signature(factory).parameters if factory is not None else {}
+    if "bin_width" not in params or "bin_width" in cfg.model.options:
         return cfg
-    if "bin_width" in cfg.model.options or cfg.model.options.get("output") == "bernoulli":
-        return cfg
-    if cfg.model.name in ("srnn", "vrnn") and cfg.model.options.get("output") != "gaussian":
-        return cfg
+    default_output = params["output"].default if "output" in params else "gaussian"
+    if cfg.model.options.get("output", default_output) != "gaussian":
+        return cfg  # Bernoulli outputs are probabilities already
     width = data_bin_width(cfg, data_dir)
     if width is None:
         return cfg
@@ -310,7 +305,9 @@ def _video(
     assert data.steps is not None and data.train_sequences is not None
     if data.dataset == "smmnist":
         mnist = None if data_dir is None else resolve_data_dir(data_dir) / "mnist"
-        made = {split: moving_mnist(split, mnist, num_frames=data.steps,
+        digits = {name: mnist_images(name, mnist) for name in ("train", "test")}
+        made = {split: moving_mnist(split, images=digits["test" if split == "test" else "train"],
+                                    num_frames=data.steps,
                                     num_sequences=max(size, 1), num_digits=data.num_digits,
                                     seed=data.seed)
                 for split, size in (("train", data.train_sequences),
@@ -351,9 +348,10 @@ class EpochKTH:
     def __init__(self, videos: Any, seed: int) -> None:
         self.videos = videos
         self.seed = seed
+        self.count = len(videos.random_windows())  # one window per long-enough video
 
     def __len__(self) -> int:
-        return len(self.videos.random_windows(torch.Generator().manual_seed(self.seed)))
+        return self.count
 
     def __call__(self, epoch: int) -> Sequences:
         generator = torch.Generator().manual_seed(split_seed(self.seed, 0, epoch))

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
 from avf.model import StepModel
-from avf.models.vrnn import LOG_VAR_RANGE, Output, observation, observation_outputs
+from avf.models.observations import LOG_VAR_RANGE, Output, observation, observation_outputs
 from avf.nn.activations import ClippedLeakyReLU, mlp
 
 SRNNState = dict[str, Any]

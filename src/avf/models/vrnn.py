@@ -10,8 +10,8 @@ A recurrent hidden state h_{t-1} summarises x_<t and z_<t; feature extractors φ
 The recurrence takes z_t, so unlike SRNN nothing here can be precomputed from x alone.
 
 Observations are Bernoulli (binary data such as piano rolls) or Gaussian with a learned,
-input-dependent variance (raw speech, as in Chung et al. and the AVF paper). The Gaussian
-helpers here are shared with SRNN, which has the same two output options.
+input-dependent variance (raw speech, as in Chung et al. and the AVF paper); the decoder heads
+are in :mod:`avf.models.observations`, shared with SRNN.
 """
 
 from __future__ import annotations
@@ -21,25 +21,11 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Independent, Normal
+from torch.distributions import Independent, Normal
 
-from avf.discretized import gaussian_observation
 from avf.model import StepModel
+from avf.models.observations import LOG_VAR_RANGE, Output, observation, observation_outputs
 from avf.nn.activations import mlp
-
-Output = Literal["bernoulli", "gaussian"]
-
-LOG_VAR_RANGE = (-20.0, 6.0)
-"""Default soft limits of the Gaussian output's log-variance, for standardised data.
-
-The floor keeps the density finite where a signal is nearly constant (silence in audio): there
-the density grows without bound as σ → 0, and so do its gradients. It sits at σ ≈ 4.5e-5 (the
-AVF reference VRNN clamps at the same −20): a fifth of a 16-bit step (2⁻¹⁵ / std) or less
-for recordings with std ≤ 0.15 in [−1, 1] units (TIMIT: std ≈ 0.017, step ≈ 1.8e-3, σ ≈ step/40).
-With σ that small a bin holds nearly all the mass, so the floor costs a discretised score at
-most ~0.03 nats per dimension. The ceiling (σ ≈ 20) is far above any conditional spread of
-unit-variance data and only stops a runaway early in training.
-"""
 
 VRNNState = dict[str, Tensor]
 """``h`` [B, H] = h_{t-1}; with ``rnn="lstm"`` also ``c`` [B, H], the LSTM's cell."""
@@ -126,50 +112,3 @@ class VRNN(StepModel):
         from avf.models.encoders import VRNNEncoder  # lazy: models do not depend on inference
 
         return VRNNEncoder(self.phi_x.out_features, self.rnn_dim, self.latent_dim, hidden, layers)
-
-
-def observation_outputs(output: str, bin_width: float | None,
-                        log_var_range: Sequence[float] = LOG_VAR_RANGE) -> int:
-    """Decoder outputs per observed dimension: 1 logit (Bernoulli), or mean and log-variance.
-
-    Checks the options together, so that a bin width given to a Bernoulli model (which has
-    nothing to discretise) fails when the model is built rather than silently doing nothing.
-    """
-    if output not in ("bernoulli", "gaussian"):
-        raise ValueError(f"output must be 'bernoulli' or 'gaussian', got {output!r}")
-    if bin_width is not None:
-        if output == "bernoulli":
-            raise ValueError("bin_width only applies to output='gaussian': Bernoulli "
-                             "observations are already probabilities")
-        if not bin_width > 0:
-            raise ValueError(f"bin_width must be positive, got {bin_width!r}")
-    low, high = log_var_range
-    if not low < high:
-        raise ValueError(f"log_var_range must be (low, high) with low < high, got "
-                         f"{tuple(log_var_range)}")
-    return 1 if output == "bernoulli" else 2
-
-
-def observation(out: Tensor, output: str, bin_width: float | None,
-                log_var_range: tuple[float, float] = LOG_VAR_RANGE) -> Independent:
-    """p(x_t | ·) from the decoder head's output [..., per_dim · x_dim].
-
-    Gaussian: the first half is the mean, the second the log-variance, soft-limited to
-    ``log_var_range``; with ``bin_width`` the density becomes the bins' probabilities.
-    """
-    if output == "bernoulli":
-        return Independent(Bernoulli(logits=out), 1)
-    mean, log_var = out.chunk(2, -1)
-    log_var = soft_clamp(log_var, *log_var_range)
-    return gaussian_observation(mean, torch.exp(0.5 * log_var), bin_width)
-
-
-def soft_clamp(x: Tensor, low: float, high: float) -> Tensor:
-    """A smooth clamp to (low, high): the identity well inside, softplus bends at the edges.
-
-    Unlike ``clamp`` its gradient is not cut off at a bound (it decays smoothly past it), so a
-    log-variance pushed past one can still come back; unlike a sigmoid squash it leaves the
-    inside alone (an untrained head's output ≈ 0 means unit variance, not mid-range).
-    """
-    floored = low + nn.functional.softplus(x - low)
-    return high - nn.functional.softplus(high - floored)
