@@ -73,3 +73,21 @@ def test_fixed_model_inference_trains_inference_alone(tmp_path):
     result = json.loads(out.read_text())
     assert result["options"]["encoding"] == "layernorm" and len(result["epochs"]) == 2
     assert result["prior"] > 0 and result["own_inference"] > 0
+
+
+def test_parallel_runs_trains_every_config_to_equal_epochs_and_scores_them(tmp_path):
+    configs = []
+    for name, model in (("lin_a", "lgssm"), ("lin_b", "lgssm")):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f'name = "{name}"\n[model]\nname = "{model}"\n' + TINY)
+        configs.append(str(path))
+    out_dir = tmp_path / "par"
+    table = run("parallel_runs.py", *configs, "--budget-min", "4", "--eval-min", "1",
+                "--probe-epochs", "1", "--max-epochs", "3", "--out-dir", str(out_dir))
+    assert "| lin_a | cpu | 3 |" in table
+    summary = json.loads((out_dir / "summary.json").read_text())
+    rows = {r["run"]: r for r in summary["runs"]}
+    assert set(rows) == {"lin_a", "lin_b"}
+    for row in rows.values():
+        assert row["epochs_planned"] == row["epochs"] == 3  # capped by --max-epochs
+        assert row["scored_epoch"] == 3 and isinstance(row["test_free_energy"], float)

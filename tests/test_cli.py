@@ -77,6 +77,22 @@ def test_train_then_evaluate(tiny: Path, tmp_path: Path, capsys) -> None:
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
 
 
+def test_time_limit_stops_early_and_evaluate_takes_a_batch_size(tiny: Path, tmp_path: Path,
+                                                                 capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run), "--epochs", "3",
+                 "--time-limit", "1e-9"]) == 0
+    assert "stopped at the time limit after epoch 1 of 3" in capsys.readouterr().out
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]
+
+    assert main(["evaluate", str(run), "--checkpoint", "last", "--batch-size", "1"]) == 0
+    one_at_a_time = json.loads((run / "eval_test.json").read_text())
+    assert one_at_a_time["steps"] == 15 and one_at_a_time["epoch"] == 1
+    assert main(["evaluate", str(run), "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in error_line(capsys)
+
+
 def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err

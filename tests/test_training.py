@@ -87,6 +87,25 @@ def test_resuming_gives_bit_identical_parameters(data, tmp_path: Path) -> None:
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
 
+def test_time_limit_stops_with_a_checkpoint_and_the_same_call_resumes(data, tmp_path: Path) -> None:
+    train, valid = data
+    kw = {"checkpoint_every": 3}
+    model, inference = make()
+    straight = Trainer(model, inference, config(epochs=3, **kw), tmp_path / "a").fit(train, valid)
+
+    model2, inference2 = make()
+    first = Trainer(model2, inference2, config(epochs=3, **kw), tmp_path / "b").fit(
+        train, valid, time_limit=1e-9)  # already past after the first epoch
+    assert [r["epoch"] for r in first] == [1]
+    model3, inference3 = make(seed=99)
+    Trainer(model3, inference3, config(epochs=3, **kw), tmp_path / "b").fit(train, valid)
+    assert same(snapshot(model), snapshot(model3))
+    assert same(snapshot(inference), snapshot(inference3))
+    assert len(straight) == 3
+    with pytest.raises(ValueError, match="time_limit"):
+        Trainer(*make(), config(epochs=1)).fit(train, valid, time_limit=0)
+
+
 def test_nan_mid_training_leaves_the_last_checkpoint_intact(data, tmp_path: Path) -> None:
     train, valid = data
     probe_model, probe_inference = make(cls=Fragile)

@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write the run (default runs/NAME)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     p.add_argument("--epochs", type=int, help="shortcut for --set training.epochs=N")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop after the epoch that ends past this many minutes, with a "
+                   "checkpoint; the same command resumes")
     _data_dir_option(p)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a trained run")
@@ -93,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     p.add_argument("--samples", type=int, default=1, help="samples per step for the estimate")
+    p.add_argument("--batch-size", type=int, metavar="N", help="sequences filtered together "
+                   "(default: the run's training batch size; larger is faster on a GPU and "
+                   "does not change the score's expectation)")
     _data_dir_option(p)
 
     p = sub.add_parser("plot", parents=[common], help="learning curves, free energy per "
@@ -152,7 +158,12 @@ def train(args: argparse.Namespace) -> int:
     fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
           f"{len(train_data)} training sequences{fresh} -> {run_dir}")
-    history = Trainer(model, inference, cfg.training, run_dir, device).fit(train_data, valid)
+    time_limit = None if args.time_limit is None else 60.0 * args.time_limit
+    trainer = Trainer(model, inference, cfg.training, run_dir, device)
+    history = trainer.fit(train_data, valid, time_limit=time_limit)
+    if trainer.epoch < cfg.training.epochs:
+        print(f"stopped at the time limit after epoch {trainer.epoch} of "
+              f"{cfg.training.epochs}; run the same command to resume")
     last = next((r for r in reversed(history) if "valid_free_energy" in r), None)
     if last is None:
         print("no validation set (data.valid_sequences = 0)")
@@ -196,11 +207,14 @@ def evaluate_run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device if args.device is not None else cfg.device)
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
+    batch_size = cfg.training.batch_size if args.batch_size is None else args.batch_size
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     data = split_data(cfg, args.split, args.data_dir)
     model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint)
     model, inference = model.to(device), inference.to(device)
     torch.manual_seed(cfg.seed)
-    batches = ((x.to(device), m.to(device)) for x, m in data.batches(cfg.training.batch_size))
+    batches = ((x.to(device), m.to(device)) for x, m in data.batches(batch_size))
     score = evaluate(model, inference, batches, n_samples=args.samples)
     report: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": path.name,
                               "epoch": int(ckpt["epoch"]), "split": args.split,
@@ -208,7 +222,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     report.update(exact_answers(model, data))
     if getattr(model, "bin_width", None) is not None:
         torch.manual_seed(cfg.seed)
-        batches = ((x.to(device), m.to(device)) for x, m in data.batches(cfg.training.batch_size))
+        batches = ((x.to(device), m.to(device)) for x, m in data.batches(batch_size))
         binned = evaluate(model, inference, batches, n_samples=args.samples, discretized=True)
         report["discretized"] = {"bin_width": float(model.bin_width), **binned.as_dict()}
     print(format_report(report, score))

@@ -136,11 +136,18 @@ class Trainer:
         self.wall_time = 0.0
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, train: TrainData, valid: Sequences | None = None) -> list[dict[str, Any]]:
+    def fit(self, train: TrainData, valid: Sequences | None = None,
+            time_limit: float | None = None) -> list[dict[str, Any]]:
         """Train up to ``config.epochs`` epochs in total; returns every epoch's metrics.
 
         ``train`` is fixed data or a function of the epoch (see :data:`TrainData`).
+        ``time_limit`` (seconds) stops after the first epoch that ends past it, with a
+        checkpoint of that epoch, so a session or a machine lease can end cleanly and the same
+        call resumes later.
         """
+        if time_limit is not None and not time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        deadline = None if time_limit is None else time.monotonic() + time_limit
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             checkpoint = self.run_dir / CHECKPOINT
@@ -155,6 +162,10 @@ class Trainer:
         while self.epoch < self.config.epochs:
             data = epoch_data(train, self.epoch + 1)
             self._run_epoch(data, valid, data.num_batches(self.config.batch_size))
+            if deadline is not None and time.monotonic() >= deadline:
+                if self.run_dir is not None and self.epoch % self.config.checkpoint_every:
+                    self.save_checkpoint(self.run_dir / CHECKPOINT)
+                break
         return list(self.history)
 
     def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
