@@ -48,12 +48,19 @@ def batch(data_dir: str | None, seed: int) -> tuple[torch.Tensor, str]:
         return (torch.rand(16, 25, 88, generator=g) < 0.05).float(), "random binary rolls"
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a clock reading means the work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_training(model: nn.Module, inference: nn.Module, x: torch.Tensor, repeats: int) -> float:
     """Seconds per training iteration (median of ``repeats`` after one warm-up)."""
     opts = [torch.optim.Adam(model.parameters(), lr=1e-4),
             torch.optim.Adam(inference.parameters(), lr=1e-4)]
     times = []
     for i in range(repeats + 1):
+        sync(x.device)
         start = time.perf_counter()
         out = filter_sequences(model, inference, x)
         for opt in opts:
@@ -61,6 +68,7 @@ def time_training(model: nn.Module, inference: nn.Module, x: torch.Tensor, repea
         backward(out, model, inference)
         for opt in opts:
             opt.step()
+        sync(x.device)
         if i > 0:
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
@@ -70,9 +78,11 @@ def time_streaming(model: nn.Module, inference: nn.Module, x: torch.Tensor) -> f
     """Seconds per step of one live stream."""
     stream = StreamingFilter(model, inference, batch_size=1)
     stream.step(x[0:1, 0])  # warm-up
+    sync(x.device)
     start = time.perf_counter()
     for t in range(1, x.shape[1]):
         stream.step(x[0:1, t])
+    sync(x.device)
     return (time.perf_counter() - start) / (x.shape[1] - 1)
 
 
@@ -84,17 +94,21 @@ def main() -> None:
     parser.add_argument("--avf-hidden", type=int, default=1024,
                         help="width of AVF's two highway layers (the paper's is 1024)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", default="benchmarks/results/speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     x, source = batch(args.data_dir, seed=0)
+    x = x.to(device)
     steps = x.shape[0] * x.shape[1]
     rows = []
     for name in args.models.split(","):
         torch.manual_seed(0)
-        model = model_factories()[name]()
+        model = model_factories()[name]().to(device)
         baseline_time = None
         for label, inference in procedures(model, args.avf_hidden).items():
+            inference = inference.to(device)
             seconds = time_training(model, inference, x, args.repeats)
             baseline_time = seconds if label == "baseline" else baseline_time
             with torch.no_grad():
@@ -110,6 +124,7 @@ def main() -> None:
                   f"{r['stream_ms_per_step']:>7.2f} ms/step streaming "
                   f"x{r['relative_to_baseline']:.2f} vs baseline", flush=True)
     meta = {"data": source, "batch": list(x.shape), "threads": args.threads,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "avf_hidden": args.avf_hidden,
             "repeats": args.repeats, "platform": platform.platform(),
             "torch": torch.__version__, "python": platform.python_version()}
