@@ -106,6 +106,32 @@ def test_time_limit_stops_with_a_checkpoint_and_the_same_call_resumes(data, tmp_
         Trainer(*make(), config(epochs=1)).fit(train, valid, time_limit=0)
 
 
+def test_patience_counts_validations_since_the_best() -> None:
+    trainer = Trainer(*make(), config(patience=2))
+    assert not trainer.out_of_patience()  # no validation yet
+    for epoch, score in enumerate([5.0, 4.0, 4.5, 4.0], start=1):  # a tie is not a new best
+        trainer.history.append({"epoch": epoch, "valid_free_energy": score})
+    assert trainer.out_of_patience()
+    trainer.history.append({"epoch": 5})  # epochs without validation do not count
+    assert trainer.out_of_patience()
+    trainer.history.append({"epoch": 6, "valid_free_energy": 3.9})
+    assert not trainer.out_of_patience()
+    assert not Trainer(*make(), config(patience=0)).out_of_patience()
+    with pytest.raises(ValueError, match=r"training\.patience"):
+        config(patience=-1).check()
+
+
+def test_training_stops_once_validation_stops_improving(data, tmp_path: Path) -> None:
+    train, valid = data
+    frozen = config(epochs=60, model_lr=0.0, inference_lr=0.0, patience=2, checkpoint_every=7)
+    history = Trainer(*make(), frozen, tmp_path / "r").fit(train, valid)
+    assert len(history) < 60  # nothing learns, so new bests soon stop coming
+    scores = [r["valid_free_energy"] for r in history]
+    assert min(scores) < min(scores[-2:])  # the last two validations did not beat the best
+    resumed = Trainer(*make(), frozen, tmp_path / "r")
+    assert resumed.fit(train, valid)[-1]["epoch"] == history[-1]["epoch"]  # already done
+
+
 def test_nan_mid_training_leaves_the_last_checkpoint_intact(data, tmp_path: Path) -> None:
     train, valid = data
     probe_model, probe_inference = make(cls=Fragile)

@@ -161,7 +161,10 @@ def train(args: argparse.Namespace) -> int:
     time_limit = None if args.time_limit is None else 60.0 * args.time_limit
     trainer = Trainer(model, inference, cfg.training, run_dir, device)
     history = trainer.fit(train_data, valid, time_limit=time_limit)
-    if trainer.epoch < cfg.training.epochs:
+    if trainer.out_of_patience():
+        print(f"stopped early after epoch {trainer.epoch}: {cfg.training.patience} validations "
+              "without a new best")
+    elif trainer.epoch < cfg.training.epochs:
         print(f"stopped at the time limit after epoch {trainer.epoch} of "
               f"{cfg.training.epochs}; run the same command to resume")
     last = next((r for r in reversed(history) if "valid_free_energy" in r), None)

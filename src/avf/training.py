@@ -63,6 +63,7 @@ class TrainConfig:
     n_samples: int = 1
     valid_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
+    patience: int = 0  # stop after this many validations without a new best (0: never)
     seed: int = 0
     progress: bool = True
 
@@ -80,6 +81,7 @@ class TrainConfig:
             ("n_samples", self.n_samples >= 1, "must be >= 1"),
             ("valid_every", self.valid_every >= 1, "must be >= 1"),
             ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
+            ("patience", self.patience >= 0, "must be >= 0"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -159,14 +161,27 @@ class Trainer:
         if not any(self.optimizers.values()) and self.epoch < self.config.epochs:
             warnings.warn("nothing to train: neither the model nor the inference procedure has "
                           "trainable parameters (the epochs only measure them)", stacklevel=2)
-        while self.epoch < self.config.epochs:
+        while self.epoch < self.config.epochs and not self.out_of_patience():
             data = epoch_data(train, self.epoch + 1)
             self._run_epoch(data, valid, data.num_batches(self.config.batch_size))
-            if deadline is not None and time.monotonic() >= deadline:
+            if self.out_of_patience() or (deadline is not None and time.monotonic() >= deadline):
                 if self.run_dir is not None and self.epoch % self.config.checkpoint_every:
                     self.save_checkpoint(self.run_dir / CHECKPOINT)
                 break
         return list(self.history)
+
+    def out_of_patience(self) -> bool:
+        """True once ``config.patience`` validations in a row have not beaten the best one.
+
+        Read off the history, so a resumed run counts the validations before the interruption.
+        """
+        if self.config.patience <= 0:
+            return False
+        scores = [r["valid_free_energy"] for r in self.history if "valid_free_energy" in r]
+        if not scores:
+            return False
+        best_at = min(range(len(scores)), key=scores.__getitem__)
+        return len(scores) - 1 - best_at >= self.config.patience
 
     def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
         epoch = self.epoch + 1
