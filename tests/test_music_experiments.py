@@ -81,7 +81,9 @@ def test_overrides_switch_a_config_to_music(tmp_path: Path) -> None:
 EXPECTED = {f"{d}_srnn_{i}" for d in ("jsb", "nottingham", "musedata", "piano")
             for i in ("baseline", "avf_k1")} | {"jsb_srnn_avf_k5"} | {
     f"jsb_{m}_{i}" for m in ("vrnn", "dmm") for i in ("baseline", "avf_k1")} | {
-    "jsb_srnn_avf_k1_x"}  # a variant beyond the paper: x_t fed to the inference model
+    # a variant beyond the paper, for every AVF row: x_t fed to the inference model too
+    f"{d}_srnn_avf_k1_x" for d in ("jsb", "nottingham", "musedata", "piano")} | {
+    "jsb_srnn_avf_k5_x"}
 
 
 def test_every_experiment_of_the_table_is_shipped() -> None:
