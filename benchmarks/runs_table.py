@@ -32,7 +32,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     return {
         "run": run_dir.name,
         "model": cfg.model.name,
-        "inference": cfg.inference.name + (f" K={iterations}" if iterations else ""),
+        "inference": cfg.inference.name + (f" K={iterations}" if iterations else "")
+        + (" + x_t" if cfg.inference.options.get("x_input") else ""),
         "data": f"{cfg.data.source}:{cfg.data.dataset}",
         "epochs": records[-1]["epoch"],
         "train_wall_s": round(records[-1]["wall_time"], 1),

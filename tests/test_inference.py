@@ -78,3 +78,17 @@ def test_bad_options_are_refused():
         Iterative(2, update="adam")
     with pytest.raises(ValueError, match="optimizer"):
         GradientDescent(optimizer="lbfgs")
+
+
+@pytest.mark.parametrize("gate_bias", [1.0, -1.0])
+def test_the_first_highway_update_keeps_sigmoid_gate_bias_of_the_prior(gate_bias):
+    torch.manual_seed(0)
+    inference = Iterative(3, hidden=8, gate_bias=gate_bias)
+    with torch.no_grad():  # silence the body: the update is then the bare gate
+        inference.gate.weight.zero_()
+        inference.output.weight.zero_()
+        inference.output.bias.zero_()
+    params = torch.randn(4, 6)
+    new = inference.step(params, torch.randn(4, 6), torch.zeros(4, 0))
+    keep = torch.sigmoid(torch.tensor(gate_bias))
+    torch.testing.assert_close(new, keep * params)
