@@ -27,7 +27,7 @@ def test_gradient_descent_finds_the_exact_posterior():
 
 
 @pytest.mark.parametrize("encoding", ["signlog", "layernorm", "raw"])
-@pytest.mark.parametrize("update", ["highway", "learned_step"])
+@pytest.mark.parametrize("update", ["highway", "learned_step", "residual"])
 def test_iterative_variants_run_on_any_model(encoding, update, binary_data):
     torch.manual_seed(0)
     model = TinyDeepModel()
@@ -92,3 +92,16 @@ def test_the_first_highway_update_keeps_sigmoid_gate_bias_of_the_prior(gate_bias
     new = inference.step(params, torch.randn(4, 6), torch.zeros(4, 0))
     keep = torch.sigmoid(torch.tensor(gate_bias))
     torch.testing.assert_close(new, keep * params)
+
+
+def test_the_residual_update_starts_at_the_prior_and_then_learns(binary_data):
+    torch.manual_seed(0)
+    model = TinyDeepModel()
+    inference = Iterative(3, iterations=1, hidden=16, update="residual", x_dim=5)
+    assert inference.gate is None
+    params = torch.randn(4, 6)
+    assert torch.equal(inference.step(params, torch.randn(4, 6), torch.randn(4, 5)), params)
+    out = filter_sequences(model, inference, binary_data)
+    out.inference_loss.backward(inputs=list(inference.parameters()))
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in
+               (inference.output.weight, inference.output.bias))

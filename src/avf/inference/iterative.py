@@ -12,7 +12,7 @@ from avf.nn import HighwayMLP
 from avf.posteriors import PosteriorFamily
 
 Encoding = Literal["signlog", "layernorm", "raw"]
-Update = Literal["highway", "learned_step"]
+Update = Literal["highway", "learned_step", "residual"]
 
 
 def signed_log(x: Tensor) -> Tensor:
@@ -67,8 +67,8 @@ class Iterative(InferenceProcedure):
             raise ValueError(f"iterations must be at least 1, got {iterations}")
         if encoding not in ("signlog", "layernorm", "raw"):
             raise ValueError(f"unknown encoding {encoding!r}: use signlog, layernorm or raw")
-        if update not in ("highway", "learned_step"):
-            raise ValueError(f"unknown update {update!r}: use highway or learned_step")
+        if update not in ("highway", "learned_step", "residual"):
+            raise ValueError(f"unknown update {update!r}: use highway, learned_step or residual")
         self.n_iterations = iterations
         self.x_dim = x_dim
         self.update = update
@@ -81,10 +81,15 @@ class Iterative(InferenceProcedure):
         self.x_encoder = BlockEncoder(x_dim, encoding, False) if x_dim > 0 else None
         self.body = HighwayMLP(2 * n_params + x_dim, hidden, layers)
         self.output = nn.Linear(hidden, n_params)
-        self.gate = nn.Linear(hidden, n_params)
+        # the residual update has no gate: λ + Δ, with Δ = 0 at the start (begins at the prior)
+        self.gate = nn.Linear(hidden, n_params) if update != "residual" else None
         # The highway update starts as sigmoid(gate_bias) of the previous estimate: 1.0 keeps
         # 73 % of the prior; a negative bias hands more of the first updates to the network.
-        nn.init.constant_(self.gate.bias, gate_bias)
+        if self.gate is not None:
+            nn.init.constant_(self.gate.bias, gate_bias)
+        else:
+            nn.init.zeros_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
 
     @property
     def iterations(self) -> int:
@@ -102,6 +107,8 @@ class Iterative(InferenceProcedure):
     def step(self, params: Tensor, grad: Tensor, x: Tensor) -> Tensor:
         """One update λ ← f_φ(λ, ∇_λ F)."""
         h = self.body(self._encode(params, grad, x))
+        if self.gate is None:
+            return params + self.output(h)
         gate = torch.sigmoid(self.gate(h))
         if self.update == "highway":
             return gate * params + (1 - gate) * self.output(h)
