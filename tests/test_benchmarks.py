@@ -90,4 +90,5 @@ def test_parallel_runs_trains_every_config_to_equal_epochs_and_scores_them(tmp_p
     assert set(rows) == {"lin_a", "lin_b"}
     for row in rows.values():
         assert row["epochs_planned"] == row["epochs"] == 3  # capped by --max-epochs
-        assert row["scored_epoch"] == 3 and isinstance(row["test_free_energy"], float)
+        assert 1 <= row["scored_epoch"] <= 3  # best.pt: the best validation epoch
+        assert isinstance(row["test_free_energy"], float)
