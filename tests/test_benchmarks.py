@@ -92,3 +92,13 @@ def test_parallel_runs_trains_every_config_to_equal_epochs_and_scores_them(tmp_p
         assert row["epochs_planned"] == row["epochs"] == 3  # capped by --max-epochs
         assert 1 <= row["scored_epoch"] <= 3  # best.pt: the best validation epoch
         assert isinstance(row["test_free_energy"], float)
+
+
+def test_gate_usage_reads_the_highway_gate_of_a_trained_run(tmp_path):
+    _, run_dir = trained_run(tmp_path)
+    out = tmp_path / "gate.json"
+    table = run("gate_usage.py", str(run_dir), "--sequences", "2", "--json", str(out))
+    assert "| tiny |" in table
+    (row,) = json.loads(out.read_text())
+    assert 0.0 < row["gate_mean"] < 1.0 and 0.0 < row["gate_log_var"] < 1.0
+    assert row["kl"] >= 0.0
