@@ -205,3 +205,24 @@ def test_train_evaluate_plot_a_tiny_music_run(tmp_path: Path, capsys) -> None:
         path = run / "plots" / name
         assert f"wrote {path}" in printed
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("path", sorted((MUSIC / "fast").glob("*.toml")), ids=lambda p: p.stem)
+def test_fast_music_configs_differ_from_the_papers_only_in_rate_and_width(path: Path) -> None:
+    fast = load_config(path)
+    paper = load_config(MUSIC / f"{path.stem.removesuffix('_fast')}.toml")
+    assert fast.name == path.stem
+    assert (fast.training.model_lr, fast.training.inference_lr) == (1e-3, 1e-3)
+    fast.training.model_lr = fast.training.inference_lr = paper.training.model_lr
+    assert fast.training == paper.training and fast.data == paper.data
+    assert fast.model == paper.model
+    if fast.inference.name == "iterative":
+        assert fast.inference.options.pop("hidden") == 256
+        paper.inference.options.pop("hidden")
+    assert fast.inference == paper.inference
+
+
+def test_every_fast_config_is_shipped() -> None:
+    stems = {p.stem for p in (MUSIC / "fast").glob("*.toml")}
+    assert stems == {f"{d}_srnn_{i}_fast" for d in ("jsb", "nottingham", "musedata", "piano")
+                     for i in ("baseline", "avf_k1_x")}
