@@ -33,7 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runs_table import run_row  # this script's neighbour: one reading of a run directory
+
 from avf.config import load_config
+from avf.plots import read_metrics
 
 AVF = [sys.executable, "-m", "avf.cli"]
 
@@ -66,9 +69,7 @@ def wait_all(procs: dict[str, subprocess.Popen], until: float) -> dict[str, int 
 
 def epochs_done(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_metrics(path) if path.is_file() else []
 
 
 def tail(path: Path, lines: int = 5) -> str:
@@ -160,19 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for name, run in runs.items():
-        records = epochs_done(run["dir"])
-        report_path = run["dir"] / "eval_test.json"
-        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-        rows.append({
-            "run": name, "data": run["group"], "device": run["device"],
-            "epochs_planned": run.get("epochs_planned"),
-            "epochs": records[-1]["epoch"] if records else 0,
-            "train_wall_s": round(records[-1]["wall_time"], 1) if records else 0.0,
-            "scored_epoch": report.get("epoch"),
-            "test_free_energy": report.get("free_energy"),
-            "test_macro_free_energy": report.get("macro_free_energy"),
-            "test_recon": report.get("recon"), "test_kl": report.get("kl"),
-        })
+        trained = run_row(run["dir"]) if epochs_done(run["dir"]) else {
+            "epochs": 0, "train_wall_s": 0.0, "scored_epoch": None, "test_free_energy": None,
+            "test_macro_free_energy": None, "test_recon": None, "test_kl": None}
+        rows.append({**trained, "run": name, "data": run["group"], "device": run["device"],
+                     "epochs_planned": run.get("epochs_planned")})
     summary = {"command": " ".join(sys.argv), "machine": platform.platform(),
                "cpu_count": os.cpu_count(), "wall_s": round(time.monotonic() - start, 1),
                "runs": rows}

@@ -81,15 +81,15 @@ class Iterative(InferenceProcedure):
         self.x_encoder = BlockEncoder(x_dim, encoding, False) if x_dim > 0 else None
         self.body = HighwayMLP(2 * n_params + x_dim, hidden, layers)
         self.output = nn.Linear(hidden, n_params)
-        # the residual update has no gate: λ + Δ, with Δ = 0 at the start (begins at the prior)
-        self.gate = nn.Linear(hidden, n_params) if update != "residual" else None
-        # The highway update starts as sigmoid(gate_bias) of the previous estimate: 1.0 keeps
-        # 73 % of the prior; a negative bias hands more of the first updates to the network.
-        if self.gate is not None:
-            nn.init.constant_(self.gate.bias, gate_bias)
-        else:
+        self.gate: nn.Linear | None = None
+        if update == "residual":  # λ + Δ with Δ = 0 at the start: begins at the prior, no gate
             nn.init.zeros_(self.output.weight)
             nn.init.zeros_(self.output.bias)
+        else:
+            # The gated updates start as sigmoid(gate_bias) of the previous estimate: 1.0 keeps
+            # 73 % of the prior; a negative bias hands more of the first updates to the network.
+            self.gate = nn.Linear(hidden, n_params)
+            nn.init.constant_(self.gate.bias, gate_bias)
 
     @property
     def iterations(self) -> int:
@@ -107,7 +107,7 @@ class Iterative(InferenceProcedure):
     def step(self, params: Tensor, grad: Tensor, x: Tensor) -> Tensor:
         """One update λ ← f_φ(λ, ∇_λ F)."""
         h = self.body(self._encode(params, grad, x))
-        if self.gate is None:
+        if self.gate is None:  # the residual update
             return params + self.output(h)
         gate = torch.sigmoid(self.gate(h))
         if self.update == "highway":
