@@ -225,4 +225,4 @@ def test_fast_music_configs_differ_from_the_papers_only_in_rate_and_width(path: 
 def test_every_fast_config_is_shipped() -> None:
     stems = {p.stem for p in (MUSIC / "fast").glob("*.toml")}
     assert stems == {f"{d}_srnn_{i}_fast" for d in ("jsb", "nottingham", "musedata", "piano")
-                     for i in ("baseline", "avf_k1_x")}
+                     for i in ("baseline", "avf_k1_x")} | {"jsb_srnn_avf_k5_x_fast"}

@@ -10,9 +10,17 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from avf.data import Sequences, sample_dataset
+from avf.evaluation import Score
 from avf.inference import Iterative, PriorOnly
 from avf.models import LinearGaussian
-from avf.training import CHECKPOINT, TrainConfig, Trainer, kl_weight, load_weights
+from avf.training import (
+    CHECKPOINT,
+    TrainConfig,
+    Trainer,
+    kl_weight,
+    load_weights,
+    validations_without_improvement,
+)
 from avf.validation import NonFiniteError
 
 
@@ -245,3 +253,77 @@ def test_bad_settings_are_named() -> None:
         Trainer(*make(), TrainConfig(batch_size=0))
     with pytest.raises(ValueError, match=r"training\.lr_decay"):
         Trainer(*make(), TrainConfig(lr_decay=0.0))
+
+
+def scripted_validation(trainer: Trainer, scores: list[float]) -> None:
+    """Make ``trainer`` see ``scores`` as its validations, one per validating epoch, in order."""
+    queue = list(scores)
+
+    def validate(_valid, _epoch):
+        value = queue.pop(0)
+        return Score(free_energy=value, macro_free_energy=value, recon=value, kl=0.0,
+                     steps=1, sequences=1, trace=[value])
+
+    trainer._validate = validate
+
+
+def test_validations_without_improvement_restart_at_a_cut() -> None:
+    history = [{"epoch": 1, "valid_free_energy": 4.0}, {"epoch": 2, "valid_free_energy": 5.0},
+               {"epoch": 3}, {"epoch": 4, "valid_free_energy": 4.0, "lr_cut": True},
+               {"epoch": 5, "valid_free_energy": 4.5}]
+    assert validations_without_improvement(history) == 3
+    assert validations_without_improvement(history, since_cut=True) == 1
+    assert validations_without_improvement([]) == 0
+    with pytest.raises(ValueError, match=r"training\.plateau_factor"):
+        config(plateau_factor=1.0).check()
+    with pytest.raises(ValueError, match=r"training\.plateau_patience"):
+        config(plateau_patience=-1).check()
+
+
+@pytest.mark.parametrize("with_run_dir", [True, False], ids=["best.pt", "in memory"])
+def test_a_plateau_cuts_the_rates_and_rewinds_to_the_best(data, tmp_path: Path,
+                                                           with_run_dir: bool) -> None:
+    train, valid = data
+    cfg = config(epochs=6, plateau_patience=2, plateau_factor=0.1, lr_decay=0.5)
+    trainer = Trainer(*make(), cfg, tmp_path / "r" if with_run_dir else None)
+    scripted_validation(trainer, [5.0, 4.0, 4.5, 4.2, 4.1, 3.0])
+    seen: dict[int, tuple] = {}
+    original_run_epoch = trainer._run_epoch
+
+    def run_epoch(*args):
+        original_run_epoch(*args)
+        adam_steps = trainer.optimizers["model"].state_dict()["state"][0]["step"].item()
+        seen[trainer.epoch] = (snapshot(trainer.model), snapshot(trainer.inference), adam_steps)
+
+    trainer._run_epoch = run_epoch
+    history = trainer.fit(train, valid)
+    assert [bool(r.get("lr_cut")) for r in history] == [False, False, False, True, False, False]
+    rates = [r["model_lr"] for r in history]
+    assert rates[:4] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3])
+    assert rates[4] == pytest.approx(1.25e-3 * 0.5 * 0.1)  # decayed, then cut
+    assert history[5]["inference_lr"] == pytest.approx(rates[4] * 0.5)
+    best, cut = seen[2], seen[4]  # after epoch 4's cut: epoch 2's weights and Adam states
+    assert same(cut[0], best[0]) and same(cut[1], best[1]) and cut[2] == best[2]
+    assert not same(seen[3][0], best[0])  # epochs 3 and 4 had moved on from there
+    assert trainer.best_valid == 3.0
+
+
+def test_a_cut_survives_a_resume(data, tmp_path: Path) -> None:
+    train, valid = data
+    scores = [5.0, 4.0, 4.5, 4.2, 4.3, 4.4, 4.6]
+    cfg = config(epochs=7, plateau_patience=2, checkpoint_every=1)
+    straight = Trainer(*make(), cfg, tmp_path / "a")
+    scripted_validation(straight, scores)
+    expected = straight.fit(train, valid)
+
+    first = Trainer(*make(), config(epochs=5, plateau_patience=2, checkpoint_every=1),
+                    tmp_path / "b")
+    scripted_validation(first, scores[:5])
+    first.fit(train, valid)
+    resumed = Trainer(*make(), cfg, tmp_path / "b")
+    scripted_validation(resumed, scores[5:])
+    got = resumed.fit(train, valid)
+    assert [r.get("lr_cut") for r in got] == [r.get("lr_cut") for r in expected]
+    assert [r.get("lr_cut") for r in got] == [None, None, None, True, None, True, None]
+    assert [r["model_lr"] for r in got] == pytest.approx([r["model_lr"] for r in expected])
+    assert same(snapshot(resumed.model), snapshot(straight.model))

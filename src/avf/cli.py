@@ -167,6 +167,10 @@ def train(args: argparse.Namespace) -> int:
     elif trainer.epoch < cfg.training.epochs:
         print(f"stopped at the time limit after epoch {trainer.epoch} of "
               f"{cfg.training.epochs}; run the same command to resume")
+    cuts = [str(r["epoch"]) for r in history if r.get("lr_cut")]
+    if cuts:
+        print(f"learning rates cut by {cfg.training.plateau_factor:g} after epoch(s) "
+              f"{', '.join(cuts)} (training.plateau_patience)")
     last = next((r for r in reversed(history) if "valid_free_energy" in r), None)
     if last is None:
         print("no validation set (data.valid_sequences = 0)")

@@ -15,6 +15,7 @@ one would have seen.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import random
@@ -64,6 +65,10 @@ class TrainConfig:
     valid_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
     patience: int = 0  # stop after this many validations without a new best (0: never)
+    plateau_patience: int = 0  # cut the learning rates after this many validations without a
+    #                            new best since the last cut (0: never), see Trainer.fit
+    plateau_factor: float = 0.1  # the cut: both learning rates are multiplied by this
+    plateau_restore_best: bool = True  # a cut also rewinds weights and optimisers to the best
     seed: int = 0
     progress: bool = True
 
@@ -82,6 +87,8 @@ class TrainConfig:
             ("valid_every", self.valid_every >= 1, "must be >= 1"),
             ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
             ("patience", self.patience >= 0, "must be >= 0"),
+            ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
+            ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -134,6 +141,7 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.best_valid: float | None = None
+        self._best_in_memory: dict[str, Any] | None = None  # only without a run_dir
         self.history: list[dict[str, Any]] = []
         self.wall_time = 0.0
 
@@ -146,6 +154,13 @@ class Trainer:
         ``time_limit`` (seconds) stops after the first epoch that ends past it, with a
         checkpoint of that epoch, so a session or a machine lease can end cleanly and the same
         call resumes later.
+
+        With ``config.plateau_patience`` > 0 both learning rates are multiplied by
+        ``plateau_factor`` once that many validations have passed without a new best since the
+        last cut, and (``plateau_restore_best``) the weights and optimiser states go back to the
+        best validation's first: a fast rate finds a good region early, a slow one then keeps
+        improving where the fast one would start to overfit. The epoch of a cut is marked
+        ``lr_cut`` in the metrics.
         """
         if time_limit is not None and not time_limit > 0:
             raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
@@ -177,11 +192,38 @@ class Trainer:
         """
         if self.config.patience <= 0:
             return False
-        scores = [r["valid_free_energy"] for r in self.history if "valid_free_energy" in r]
-        if not scores:
+        return validations_without_improvement(self.history) >= self.config.patience
+
+    def on_plateau(self) -> bool:
+        """True when ``config.plateau_patience`` validations since the best and since the last
+        learning-rate cut have not beaten the best one (read off the history, like patience)."""
+        if self.config.plateau_patience <= 0:
             return False
-        best_at = min(range(len(scores)), key=scores.__getitem__)
-        return len(scores) - 1 - best_at >= self.config.patience
+        return (validations_without_improvement(self.history, since_cut=True)
+                >= self.config.plateau_patience)
+
+    def _cut_learning_rates(self) -> None:
+        """Multiply both learning rates by ``plateau_factor``, first rewinding to the best."""
+        rates = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()
+                 if opt is not None}
+        best = self._best_state if self.config.plateau_restore_best else None
+        if best is not None:
+            self.model.load_state_dict(best["model"])
+            self.inference.load_state_dict(best["inference"])
+            for name, opt in self.optimizers.items():
+                if opt is not None:
+                    opt.load_state_dict(best["optimizers"][name])
+        for name, opt in self.optimizers.items():
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = rates[name] * self.config.plateau_factor
+
+    @property
+    def _best_state(self) -> dict[str, Any] | None:
+        """The best validation's weights and optimiser states: best.pt, or a copy in memory."""
+        if self.run_dir is not None and (self.run_dir / BEST).exists():
+            return torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
+        return self._best_in_memory
 
     def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
         epoch = self.epoch + 1
@@ -201,17 +243,21 @@ class Trainer:
         elapsed = time.perf_counter() - start
         self.wall_time += elapsed
         record.update(step=self.step, epoch_time=elapsed, wall_time=self.wall_time)
-        self.history.append(record)
-        self._append_metrics(record)
         value = record.get("valid_free_energy")
         improved = value is not None and (self.best_valid is None or value < self.best_valid)
         if improved:
             self.best_valid = value
-        if self.run_dir is not None:
-            if improved:
-                self.save_checkpoint(self.run_dir / BEST)
-            if epoch % self.config.checkpoint_every == 0 or last:
-                self.save_checkpoint(self.run_dir / CHECKPOINT)
+        self.history.append(record)
+        if improved and self.run_dir is not None:
+            self.save_checkpoint(self.run_dir / BEST)
+        elif improved and self.config.plateau_patience > 0 and self.config.plateau_restore_best:
+            self._best_in_memory = copy.deepcopy(self.state_dict())
+        if self.on_plateau():
+            self._cut_learning_rates()
+            record["lr_cut"] = True
+        self._append_metrics(record)
+        if self.run_dir is not None and (epoch % self.config.checkpoint_every == 0 or last):
+            self.save_checkpoint(self.run_dir / CHECKPOINT)
 
     def _train_epoch(self, train: Sequences, epoch: int, steps_per_epoch: int) -> dict[str, float]:
         cfg = self.config
@@ -343,6 +389,19 @@ class Trainer:
         self.best_valid = ckpt["best_valid"]
         self.wall_time = float(ckpt["wall_time"])
         self.history = list(ckpt["history"])
+
+
+def validations_without_improvement(history: list[dict[str, Any]], since_cut: bool = False) -> int:
+    """Validations in ``history`` after its best one (ties are not new bests); with
+    ``since_cut``, counted only after the last epoch marked ``lr_cut`` too."""
+    scores = [(r["valid_free_energy"], bool(r.get("lr_cut"))) for r in history
+              if "valid_free_energy" in r]
+    if not scores:
+        return 0
+    start = min(range(len(scores)), key=lambda i: scores[i][0])
+    if since_cut:
+        start = max([start, *(i for i, (_, cut) in enumerate(scores) if cut)])
+    return len(scores) - 1 - start
 
 
 def epoch_data(train: TrainData, epoch: int) -> Sequences:
