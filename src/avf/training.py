@@ -206,24 +206,33 @@ class Trainer:
         """Multiply both learning rates by ``plateau_factor``, first rewinding to the best."""
         rates = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()
                  if opt is not None}
-        best = self._best_state if self.config.plateau_restore_best else None
-        if best is not None:
-            self.model.load_state_dict(best["model"])
-            self.inference.load_state_dict(best["inference"])
-            for name, opt in self.optimizers.items():
-                if opt is not None:
-                    opt.load_state_dict(best["optimizers"][name])
+        if self.config.plateau_restore_best:
+            self._rewind_to_best()
         for name, opt in self.optimizers.items():
             if opt is not None:
                 for group in opt.param_groups:
                     group["lr"] = rates[name] * self.config.plateau_factor
 
-    @property
-    def _best_state(self) -> dict[str, Any] | None:
-        """The best validation's weights and optimiser states: best.pt, or a copy in memory."""
+    def _rewind_to_best(self) -> None:
+        """Load the best validation's weights and optimiser states: best.pt, or the copy kept
+        in memory by a trainer without a run directory."""
         if self.run_dir is not None and (self.run_dir / BEST).exists():
-            return torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
-        return self._best_in_memory
+            best: dict[str, Any] | None = load_weights(self.run_dir / BEST, self.model,
+                                                       self.inference)
+        else:
+            best = self._best_in_memory
+            if best is None:
+                return
+            self.model.load_state_dict(best["model"])
+            self.inference.load_state_dict(best["inference"])
+        for name, opt in self.optimizers.items():
+            if opt is not None:
+                opt.load_state_dict(best["optimizers"][name])
+
+    def _weights_and_optimizers(self) -> dict[str, Any]:
+        """A copy of what a rewind restores (not the history or RNG states of a checkpoint)."""
+        state = self.state_dict()
+        return copy.deepcopy({k: state[k] for k in ("model", "inference", "optimizers")})
 
     def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
         epoch = self.epoch + 1
@@ -251,7 +260,7 @@ class Trainer:
         if improved and self.run_dir is not None:
             self.save_checkpoint(self.run_dir / BEST)
         elif improved and self.config.plateau_patience > 0 and self.config.plateau_restore_best:
-            self._best_in_memory = copy.deepcopy(self.state_dict())
+            self._best_in_memory = self._weights_and_optimizers()
         if self.on_plateau():
             self._cut_learning_rates()
             record["lr_cut"] = True
