@@ -147,3 +147,22 @@ def test_demo_quick_runs_and_writes_results(tmp_path):
     lgssm = results[0]["rows"]
     assert lgssm[-1]["free_energy"] < lgssm[0]["free_energy"]
     assert (tmp_path / "iterations.png").exists()
+
+
+def test_train_says_it_stopped_at_a_plateau_after_the_last_cut(tiny: Path, tmp_path: Path,
+                                                                capsys, monkeypatch) -> None:
+    from avf.evaluation import Score
+    from avf.training import Trainer
+
+    def worse_every_epoch(_trainer, _valid, epoch):
+        value = float(epoch)
+        return Score(free_energy=value, macro_free_energy=value, recon=value, kl=0.0,
+                     steps=1, sequences=1, trace=[value])
+
+    monkeypatch.setattr(Trainer, "_validate", worse_every_epoch)
+    assert main(["train", str(tiny), "--run-dir", str(tmp_path / "r"), "--epochs", "10",
+                 "--set", "training.plateau_patience=1", "--set",
+                 "training.plateau_max_cuts=1"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped early after epoch 3: a plateau after 1 learning-rate cut(s)" in out
+    assert "cut by 0.1 after epoch(s) 2" in out

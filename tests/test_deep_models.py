@@ -227,3 +227,62 @@ def test_builders_make_the_models_and_their_baselines(name, encoder_type, option
     assert isinstance(encoder, encoder_type)
     with pytest.raises(ValueError, match="unknown option 'nope'"):
         build_inference(InferenceConfig("baseline", {"nope": 1}), model, X)
+
+
+def test_srnn_dropout_drops_d_in_training_but_not_the_lstm_recurrence():
+    torch.manual_seed(0)
+    plain = SRNN(x_dim=X, latent_dim=Z, rnn_dim=8, hidden=8)
+    dropped = SRNN(x_dim=X, latent_dim=Z, rnn_dim=8, hidden=8, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    x = data()
+    h = plain.precompute(x)["d"]
+    context = dropped.precompute(x)
+    torch.testing.assert_close(context["h"], h)
+    kept = context["d"] != 0
+    assert 0 < kept.float().mean() < 1
+    torch.testing.assert_close(context["d"][kept], 2 * h[kept])  # inverted dropout, p = 0.5
+    state = dropped.initial_state(B)  # the stepwise path carries the undropped output too
+    for t in range(T):
+        torch.testing.assert_close(state["h"], h[:, t])
+        state = dropped.transition(state, torch.randn(B, Z), x[:, t])
+    dropped.eval()
+    assert torch.equal(dropped.precompute(x)["d"], h)
+    with pytest.raises(ValueError, match="dropout"):
+        SRNN(dropout=1.0)
+
+
+def test_srnn_dropout_mask_is_shared_by_the_iterations_of_a_step():
+    torch.manual_seed(0)
+    model = SRNN(x_dim=X, latent_dim=Z, rnn_dim=8, hidden=8, dropout=0.5)
+    seen = []
+    likelihood = model.likelihood
+
+    def spy(z, state):
+        if state["d"].shape[0] == B:  # not the batch-1 probe of the model's sizes
+            seen.append(state["d"].detach().clone())
+        return likelihood(z, state)
+
+    model.likelihood = spy
+    filter_sequences(model, Iterative(Z, iterations=3, hidden=8), data())
+    distinct = []
+    for d in seen:
+        if not any(torch.equal(d, e) for e in distinct):
+            distinct.append(d)
+    assert len(seen) > T and len(distinct) == T
+
+
+@pytest.mark.parametrize("stepwise_twin", [False, True], ids=["fused", "stepwise"])
+def test_srnn_with_dropout_scores_like_without_it_in_eval_mode(stepwise_twin):
+    torch.manual_seed(0)
+    plain = SRNN(x_dim=X, latent_dim=Z, rnn_dim=8, hidden=8)
+    dropped = SRNN(x_dim=X, latent_dim=Z, rnn_dim=8, hidden=8, dropout=0.3)
+    dropped.load_state_dict(plain.state_dict())
+    if stepwise_twin:
+        dropped = stepwise(dropped)
+    encoder = plain.baseline_encoder(hidden=8)
+    x, mask = data(), padded_mask()
+    outs = []
+    for m in (plain.eval(), dropped.eval()):
+        torch.manual_seed(3)
+        outs.append(filter_sequences(m, encoder, x, mask))
+    torch.testing.assert_close(outs[0].free_energy, outs[1].free_energy)

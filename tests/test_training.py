@@ -327,3 +327,69 @@ def test_a_cut_survives_a_resume(data, tmp_path: Path) -> None:
     assert [r.get("lr_cut") for r in got] == [None, None, None, True, None, True, None]
     assert [r["model_lr"] for r in got] == pytest.approx([r["model_lr"] for r in expected])
     assert same(snapshot(resumed.model), snapshot(straight.model))
+
+
+def test_max_cuts_then_a_plateau_ends_training(data) -> None:
+    train, valid = data
+    trainer = Trainer(*make(), config(epochs=10, plateau_patience=1, plateau_max_cuts=1))
+    scripted_validation(trainer, [5.0, 4.0, 4.5, 4.6, 3.0])
+    history = trainer.fit(train, valid)
+    assert [bool(r.get("lr_cut")) for r in history] == [False, False, True, False]
+    assert history[3]["model_lr"] == pytest.approx(1e-3)  # the one cut, not a second
+    with pytest.raises(ValueError, match=r"training\.plateau_max_cuts"):
+        config(plateau_max_cuts=-1).check()
+
+
+def test_a_cut_without_best_pt_says_so(data, tmp_path: Path) -> None:
+    train, valid = data
+    trainer = Trainer(*make(), config(epochs=4, plateau_patience=1), tmp_path)
+    scripted_validation(trainer, [5.0, 6.0])
+    original_run_epoch = trainer._run_epoch
+
+    def run_epoch(*args):
+        if trainer.epoch == 1:
+            (tmp_path / "best.pt").unlink()
+        original_run_epoch(*args)
+
+    trainer._run_epoch = run_epoch
+    with pytest.raises(FileNotFoundError, match=r"best\.pt is missing.*plateau_restore_best"):
+        trainer.fit(train, valid)
+
+
+def test_weight_decay_is_decoupled_and_per_parameter_set() -> None:
+    trainer = Trainer(*make(), config(model_weight_decay=0.5))
+    model_opt, inference_opt = trainer.optimizers["model"], trainer.optimizers["inference"]
+    assert type(model_opt) is torch.optim.AdamW and type(inference_opt) is torch.optim.Adam
+    assert model_opt.param_groups[0]["weight_decay"] == 0.5
+    # with a zero gradient Adam's step is 0, so only the decay moves θ: θ ← θ (1 - lr · decay)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    for p in trainer.model.parameters():
+        p.grad = torch.zeros_like(p)
+    model_opt.step()
+    for b, p in zip(before, trainer.model.parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), b * (1 - 1e-2 * 0.5))
+    for name in ("model_weight_decay", "inference_weight_decay"):
+        with pytest.raises(ValueError, match=rf"training\.{name}"):
+            config(**{name: -0.1}).check()
+
+
+@pytest.mark.parametrize(("n_samples", "valid_samples", "expected"),
+                         [(1, None, 1), (2, None, 2), (1, 4, 4)])
+def test_validation_averages_valid_samples(data, monkeypatch, n_samples, valid_samples,
+                                           expected) -> None:
+    import avf.training
+
+    seen = []
+    real = avf.training.evaluate
+
+    def spy(*args, **kw):
+        seen.append(kw["n_samples"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(avf.training, "evaluate", spy)
+    train, valid = data
+    Trainer(*make(), config(epochs=1, n_samples=n_samples, valid_samples=valid_samples)).fit(
+        train, valid)
+    assert seen == [expected]
+    with pytest.raises(ValueError, match=r"training\.valid_samples"):
+        config(valid_samples=0).check()

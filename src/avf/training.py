@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.optim import Adam, Optimizer
+from torch.optim import Adam, AdamW, Optimizer
 from torch.optim.lr_scheduler import ExponentialLR
 from tqdm.auto import tqdm
 
@@ -57,11 +57,15 @@ class TrainConfig:
     model_lr: float = 1e-3
     inference_lr: float = 1e-3
     lr_decay: float = 1.0  # both learning rates are multiplied by this after every epoch
+    model_weight_decay: float = 0.0  # decoupled weight decay (AdamW) on θ; 0: plain Adam
+    inference_weight_decay: float = 0.0  # the same for φ
     kl_anneal_epochs: int = 0  # β rises linearly from kl_anneal_start to 1 over these epochs
     kl_anneal_start: float = 0.0
     grad_clip: float | None = None  # max global gradient norm, for θ and φ separately
     train_model: bool = True  # False: θ stays fixed and only φ learns
     n_samples: int = 1
+    valid_samples: int | None = None  # samples averaged per validation step (unset: n_samples);
+    #                                   more of them make the best epoch less a matter of luck
     valid_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
     patience: int = 0  # stop after this many validations without a new best (0: never)
@@ -69,6 +73,7 @@ class TrainConfig:
     #                            new best since the last cut (0: never), see Trainer.fit
     plateau_factor: float = 0.1  # the cut: both learning rates are multiplied by this
     plateau_restore_best: bool = True  # a cut also rewinds weights and optimisers to the best
+    plateau_max_cuts: int = 0  # after this many cuts the next plateau ends training (0: never)
     seed: int = 0
     progress: bool = True
 
@@ -80,15 +85,20 @@ class TrainConfig:
             ("model_lr", self.model_lr >= 0, "must be >= 0"),
             ("inference_lr", self.inference_lr >= 0, "must be >= 0"),
             ("lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]"),
+            ("model_weight_decay", self.model_weight_decay >= 0, "must be >= 0"),
+            ("inference_weight_decay", self.inference_weight_decay >= 0, "must be >= 0"),
             ("kl_anneal_epochs", self.kl_anneal_epochs >= 0, "must be >= 0"),
             ("kl_anneal_start", 0 <= self.kl_anneal_start <= 1, "must be in [0, 1]"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be > 0 or unset"),
             ("n_samples", self.n_samples >= 1, "must be >= 1"),
+            ("valid_samples", self.valid_samples is None or self.valid_samples >= 1,
+             "must be >= 1 or unset"),
             ("valid_every", self.valid_every >= 1, "must be >= 1"),
             ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
             ("patience", self.patience >= 0, "must be >= 0"),
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
+            ("plateau_max_cuts", self.plateau_max_cuts >= 0, "must be >= 0"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -128,9 +138,11 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         theta = trainable(model.parameters()) if self.config.train_model else []
         phi = trainable(inference.parameters())
-        lrs = {"model": self.config.model_lr, "inference": self.config.inference_lr}
+        cfg = self.config
+        lrs = {"model": cfg.model_lr, "inference": cfg.inference_lr}
+        decays = {"model": cfg.model_weight_decay, "inference": cfg.inference_weight_decay}
         self.optimizers: dict[str, Optimizer | None] = {
-            name: Adam(params, lr=lrs[name]) if params else None
+            name: _adam(params, lrs[name], decays[name]) if params else None
             for name, params in zip(PARTS, (theta, phi), strict=True)
         }
         self.schedulers: dict[str, ExponentialLR | None] = {
@@ -186,13 +198,20 @@ class Trainer:
         return list(self.history)
 
     def out_of_patience(self) -> bool:
-        """True once ``config.patience`` validations in a row have not beaten the best one.
+        """True once ``config.patience`` validations in a row have not beaten the best one, or
+        once a plateau arrives after ``config.plateau_max_cuts`` learning-rate cuts.
 
         Read off the history, so a resumed run counts the validations before the interruption.
         """
-        if self.config.patience <= 0:
-            return False
-        return validations_without_improvement(self.history) >= self.config.patience
+        cfg = self.config
+        if cfg.patience > 0 and validations_without_improvement(self.history) >= cfg.patience:
+            return True
+        return self.cuts_used_up() and self.on_plateau()
+
+    def cuts_used_up(self) -> bool:
+        """True when ``config.plateau_max_cuts`` (> 0) cuts are in the history."""
+        cuts = sum(bool(r.get("lr_cut")) for r in self.history)
+        return 0 < self.config.plateau_max_cuts <= cuts
 
     def on_plateau(self) -> bool:
         """True when ``config.plateau_patience`` validations since the best and since the last
@@ -216,7 +235,11 @@ class Trainer:
     def _rewind_to_best(self) -> None:
         """Load the best validation's weights and optimiser states: best.pt, or the copy kept
         in memory by a trainer without a run directory."""
-        if self.run_dir is not None and (self.run_dir / BEST).exists():
+        if self.run_dir is not None:
+            if not (self.run_dir / BEST).exists():
+                raise FileNotFoundError(
+                    f"{self.run_dir / BEST} is missing, so the learning-rate cut cannot rewind to "
+                    "the best weights; restore it, or set training.plateau_restore_best = false")
             best: dict[str, Any] | None = load_weights(self.run_dir / BEST, self.model,
                                                        self.inference)
         else:
@@ -261,7 +284,7 @@ class Trainer:
             self.save_checkpoint(self.run_dir / BEST)
         elif improved and self.config.plateau_patience > 0 and self.config.plateau_restore_best:
             self._best_in_memory = self._weights_and_optimizers()
-        if self.on_plateau():
+        if self.on_plateau() and not self.cuts_used_up():
             self._cut_learning_rates()
             record["lr_cut"] = True
         self._append_metrics(record)
@@ -328,7 +351,8 @@ class Trainer:
         batches = ((x.to(self.device), m.to(self.device))
                    for x, m in valid.batches(self.config.batch_size))
         try:
-            return evaluate(self.model, self.inference, batches, n_samples=self.config.n_samples)
+            samples = self.config.valid_samples or self.config.n_samples
+            return evaluate(self.model, self.inference, batches, n_samples=samples)
         except NonFiniteError as err:
             raise NonFiniteError(f"validation after epoch {epoch}: {err}") from err
 
@@ -398,6 +422,13 @@ class Trainer:
         self.best_valid = ckpt["best_valid"]
         self.wall_time = float(ckpt["wall_time"])
         self.history = list(ckpt["history"])
+
+
+def _adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> Optimizer:
+    """Adam, or AdamW (weight decay decoupled from the gradient's scaling) when decaying."""
+    if weight_decay > 0:
+        return AdamW(params, lr=lr, weight_decay=weight_decay)
+    return Adam(params, lr=lr)
 
 
 def validations_without_improvement(history: list[dict[str, Any]], since_cut: bool = False) -> int:

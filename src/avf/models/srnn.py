@@ -12,6 +12,12 @@ learned, input-dependent variance, soft-limited as in :mod:`avf.models.vrnn`.
 Defaults follow the AVF paper's reference setup for polyphonic music: 300 LSTM units, 100
 latents, one 500-unit layer for the prior, two for the decoder, clipped leaky ReLUs.
 
+``dropout`` (off by default; not in the papers) regularises the small music sets, where SRNN at
+the paper's sizes overfits: in training mode it drops units of d_t where the prior, decoder and
+encoders read it, with one mask per step that every inference iteration of that step shares (so
+the free-energy gradients AVF sees belong to one model). The LSTM's recurrence keeps the
+undropped output, carried in the state as ``h``.
+
 Because d_t depends on x alone, :meth:`SRNN.precompute` runs the LSTM over a whole sequence as
 one fused call. Without it (:class:`avf.StreamingFilter`) :meth:`SRNN.transition` steps the same
 ``nn.LSTM`` one observation at a time, so both paths compute the same numbers.
@@ -31,7 +37,8 @@ from avf.models.observations import LOG_VAR_RANGE, Output, observation, observat
 from avf.nn.activations import ClippedLeakyReLU, mlp
 
 SRNNState = dict[str, Any]
-"""``d`` [B, H] (also the LSTM's h), ``c`` [B, H] the LSTM's cell, ``z`` [B, Dz] = z_{t-1};
+"""``d`` [B, H] (the LSTM's output h), ``c`` [B, H] the LSTM's cell, ``z`` [B, Dz] = z_{t-1};
+with ``dropout`` > 0, ``d`` is h with dropped units and ``h`` [B, H] the LSTM's own output;
 ``precomputed: True`` when d and c come from :meth:`SRNN.precompute` (then the transition leaves
 them to the next step's context instead of stepping the LSTM)."""
 
@@ -55,8 +62,11 @@ class SRNN(StepModel):
         output: Output = "bernoulli",
         bin_width: float | None = None,
         log_var_range: Sequence[float] = LOG_VAR_RANGE,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"SRNN dropout must be in [0, 1), got {dropout!r}")
         per_dim = observation_outputs(output, bin_width, log_var_range)
         self.x_dim = x_dim
         self.latent_dim = latent_dim
@@ -65,6 +75,7 @@ class SRNN(StepModel):
         self.log_var_range = (float(log_var_range[0]), float(log_var_range[1]))
         self.discretized = False  # a plain flag: scoring mode, not part of the state_dict
         self.rnn = nn.LSTM(x_dim, rnn_dim, batch_first=True)
+        self.d_dropout = nn.Dropout(dropout)
         joint = rnn_dim + latent_dim
         self.prior_net = mlp(joint, hidden, prior_layers, ClippedLeakyReLU)
         self.prior_head = nn.Linear(self.prior_net.out_features, 2 * latent_dim)
@@ -73,9 +84,16 @@ class SRNN(StepModel):
 
     def initial_state(self, batch_size: int) -> SRNNState:
         zeros = self.prior_head.weight.new_zeros
-        d, c = self.lstm_step(zeros(batch_size, self.x_dim), zeros(batch_size, self.rnn_dim),
+        h, c = self.lstm_step(zeros(batch_size, self.x_dim), zeros(batch_size, self.rnn_dim),
                               zeros(batch_size, self.rnn_dim))
-        return {"d": d, "c": c, "z": zeros(batch_size, self.latent_dim)}
+        return {**self._lstm_outputs(h, c), "z": zeros(batch_size, self.latent_dim)}
+
+    def _lstm_outputs(self, h: Tensor, c: Tensor) -> dict[str, Tensor]:
+        """The state's LSTM part: d (h after dropout), c, and h itself when dropout is on."""
+        out = {"d": self.d_dropout(h), "c": c}
+        if self.d_dropout.p > 0:
+            out["h"] = h
+        return out
 
     def prior(self, state: SRNNState) -> Independent:
         out = self.prior_head(self.prior_net(torch.cat([state["d"], state["z"]], -1)))
@@ -91,8 +109,8 @@ class SRNN(StepModel):
     def transition(self, state: SRNNState, z: Tensor, x: Tensor) -> SRNNState:
         if state.get("precomputed", False):  # d_{t+1}, c_{t+1} arrive with the next context
             return {**state, "z": z}
-        d, c = self.lstm_step(x, state["d"], state["c"])
-        return {"d": d, "c": c, "z": z}
+        h, c = self.lstm_step(x, state.get("h", state["d"]), state["c"])
+        return {**self._lstm_outputs(h, c), "z": z}
 
     def lstm_step(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """One LSTM step with the fused LSTM's own weights (a length-1 sequence)."""
@@ -100,16 +118,17 @@ class SRNN(StepModel):
         return h[0], c[0]
 
     def precompute(self, x: Tensor) -> dict[str, Tensor]:
-        """d_1..d_T [B, T, H] from one fused LSTM call over (0, x_1, …, x_{T-1})."""
+        """d_1..d_T [B, T, H] from one fused LSTM call over (0, x_1, …, x_{T-1}), with the
+        cells c (and h, when dropout is on) of the same steps."""
         inputs = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1).to(self.rnn.weight_ih_l0)
         zeros = inputs.new_zeros(1, x.shape[0], self.rnn_dim)
         d, _ = self.rnn(inputs, (zeros, zeros))
         with torch.no_grad():  # c only feeds encoders that read the state, as a constant
             c = self._cell_states(inputs, d.detach())
-        return {"d": d, "c": c}
+        return self._lstm_outputs(d, c)
 
     def use_precomputed(self, state: SRNNState, context_t: dict[str, Tensor]) -> SRNNState:
-        return {"d": context_t["d"], "c": context_t["c"], "z": state["z"], "precomputed": True}
+        return {**context_t, "z": state["z"], "precomputed": True}
 
     def _cell_states(self, inputs: Tensor, d: Tensor) -> Tensor:
         """The LSTM's c_t for every step, rebuilt from its outputs h_t = d_t.
