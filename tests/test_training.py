@@ -393,3 +393,26 @@ def test_validation_averages_valid_samples(data, monkeypatch, n_samples, valid_s
     assert seen == [expected]
     with pytest.raises(ValueError, match=r"training\.valid_samples"):
         config(valid_samples=0).check()
+
+
+def test_a_cut_between_validations_waits_for_the_next_ones() -> None:
+    """A run resumed with a new plateau_patience may cut at an epoch without validation; the
+    count since that cut must start there, not re-cut every epoch until the next validation."""
+    history = [{"epoch": 1, "valid_free_energy": 4.0}, {"epoch": 2, "valid_free_energy": 5.0},
+               {"epoch": 3, "valid_free_energy": 5.0}, {"epoch": 4, "lr_cut": True},
+               {"epoch": 5}]
+    assert validations_without_improvement(history, since_cut=True) == 0
+    history.append({"epoch": 6, "valid_free_energy": 4.5})
+    assert validations_without_improvement(history, since_cut=True) == 1
+    assert validations_without_improvement(history) == 3
+
+
+def test_resuming_with_a_new_plateau_patience_cuts_once(data, tmp_path: Path) -> None:
+    train, valid = data
+    first = Trainer(*make(), config(epochs=3), tmp_path)
+    scripted_validation(first, [4.0, 5.0, 5.0])
+    first.fit(train, valid)
+    resumed = Trainer(*make(), config(epochs=6, valid_every=3, plateau_patience=2), tmp_path)
+    scripted_validation(resumed, [4.5])
+    history = resumed.fit(train, valid)
+    assert [bool(r.get("lr_cut")) for r in history] == [False, False, False, True, False, False]

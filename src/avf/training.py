@@ -433,15 +433,15 @@ def _adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> Optimiz
 
 def validations_without_improvement(history: list[dict[str, Any]], since_cut: bool = False) -> int:
     """Validations in ``history`` after its best one (ties are not new bests); with
-    ``since_cut``, counted only after the last epoch marked ``lr_cut`` too."""
-    scores = [(r["valid_free_energy"], bool(r.get("lr_cut"))) for r in history
-              if "valid_free_energy" in r]
-    if not scores:
+    ``since_cut``, counted only after the last epoch marked ``lr_cut`` too (which need not be
+    a validating epoch: a run resumed with a new ``plateau_patience`` can cut at once)."""
+    scored = [i for i, r in enumerate(history) if "valid_free_energy" in r]
+    if not scored:
         return 0
-    start = min(range(len(scores)), key=lambda i: scores[i][0])
+    start = min(scored, key=lambda i: history[i]["valid_free_energy"])
     if since_cut:
-        start = max([start, *(i for i, (_, cut) in enumerate(scores) if cut)])
-    return len(scores) - 1 - start
+        start = max([start, *(i for i, r in enumerate(history) if r.get("lr_cut"))])
+    return sum(i > start for i in scored)
 
 
 def epoch_data(train: TrainData, epoch: int) -> Sequences:
