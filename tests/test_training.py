@@ -416,3 +416,12 @@ def test_resuming_with_a_new_plateau_patience_cuts_once(data, tmp_path: Path) ->
     scripted_validation(resumed, [4.5])
     history = resumed.fit(train, valid)
     assert [bool(r.get("lr_cut")) for r in history] == [False, False, False, True, False, False]
+
+
+def test_a_run_resumed_with_a_new_weight_decay_uses_it(data, tmp_path: Path) -> None:
+    train, valid = data
+    Trainer(*make(), config(epochs=1), tmp_path).fit(train, valid)
+    resumed = Trainer(*make(), config(epochs=2, model_weight_decay=0.5), tmp_path)
+    resumed.load_checkpoint(tmp_path / CHECKPOINT)  # its Adam state says weight_decay = 0
+    assert resumed.optimizers["model"].param_groups[0]["weight_decay"] == 0.5
+    assert resumed.optimizers["inference"].param_groups[0]["weight_decay"] == 0.0

@@ -251,6 +251,17 @@ class Trainer:
         for name, opt in self.optimizers.items():
             if opt is not None:
                 opt.load_state_dict(best["optimizers"][name])
+        self._apply_weight_decay()
+
+    def _apply_weight_decay(self) -> None:
+        """Set the configured weight decays after loading optimiser states, which carry their
+        own: a run resumed with a new ``*_weight_decay`` then uses the new one."""
+        decays = {"model": self.config.model_weight_decay,
+                  "inference": self.config.inference_weight_decay}
+        for name, opt in self.optimizers.items():
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["weight_decay"] = decays[name]
 
     def _weights_and_optimizers(self) -> dict[str, Any]:
         """A copy of what a rewind restores (not the history or RNG states of a checkpoint)."""
@@ -416,6 +427,7 @@ class Trainer:
                     )
                 if obj is not None:
                     obj.load_state_dict(saved)
+        self._apply_weight_decay()
         _set_rng_state(ckpt["rng"], self.shuffle_generator)
         self.epoch = int(ckpt["epoch"])
         self.step = int(ckpt["step"])

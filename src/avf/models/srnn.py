@@ -20,7 +20,8 @@ undropped output, carried in the state as ``h``.
 
 Because d_t depends on x alone, :meth:`SRNN.precompute` runs the LSTM over a whole sequence as
 one fused call. Without it (:class:`avf.StreamingFilter`) :meth:`SRNN.transition` steps the same
-``nn.LSTM`` one observation at a time, so both paths compute the same numbers.
+``nn.LSTM`` one observation at a time, so both paths compute the same numbers (with dropout in
+training mode, the same numbers up to the random masks).
 """
 
 from __future__ import annotations
