@@ -338,6 +338,8 @@ def test_max_cuts_then_a_plateau_ends_training(data) -> None:
     assert history[3]["model_lr"] == pytest.approx(1e-3)  # the one cut, not a second
     with pytest.raises(ValueError, match=r"training\.plateau_max_cuts"):
         config(plateau_max_cuts=-1).check()
+    with pytest.raises(ValueError, match=r"plateau_max_cuts needs training\.plateau_patience"):
+        config(plateau_max_cuts=2).check()
 
 
 def test_a_cut_without_best_pt_says_so(data, tmp_path: Path) -> None:

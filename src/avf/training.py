@@ -99,6 +99,8 @@ class TrainConfig:
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
             ("plateau_max_cuts", self.plateau_max_cuts >= 0, "must be >= 0"),
+            ("plateau_max_cuts", self.plateau_max_cuts == 0 or self.plateau_patience > 0,
+             "needs training.plateau_patience > 0 (without it there are no cuts to count)"),
         ]
         for name, ok, rule in rules:
             if not ok:
