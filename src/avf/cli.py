@@ -161,10 +161,11 @@ def train(args: argparse.Namespace) -> int:
     time_limit = None if args.time_limit is None else 60.0 * args.time_limit
     trainer = Trainer(model, inference, cfg.training, run_dir, device)
     history = trainer.fit(train_data, valid, time_limit=time_limit)
-    if trainer.out_of_patience() and trainer.cuts_used_up() and trainer.on_plateau():
+    stop_reason = trainer.stop_reason()
+    if stop_reason == "plateau_max_cuts":
         print(f"stopped early after epoch {trainer.epoch}: a plateau after "
               f"{cfg.training.plateau_max_cuts} learning-rate cut(s) (training.plateau_max_cuts)")
-    elif trainer.out_of_patience():
+    elif stop_reason == "patience":
         print(f"stopped early after epoch {trainer.epoch}: {cfg.training.patience} validations "
               "without a new best")
     elif trainer.epoch < cfg.training.epochs:

@@ -142,9 +142,10 @@ class Trainer:
         phi = trainable(inference.parameters())
         cfg = self.config
         lrs = {"model": cfg.model_lr, "inference": cfg.inference_lr}
-        decays = {"model": cfg.model_weight_decay, "inference": cfg.inference_weight_decay}
+        self.weight_decays = {"model": cfg.model_weight_decay,
+                              "inference": cfg.inference_weight_decay}
         self.optimizers: dict[str, Optimizer | None] = {
-            name: _adam(params, lrs[name], decays[name]) if params else None
+            name: _adam(params, lrs[name], self.weight_decays[name]) if params else None
             for name, params in zip(PARTS, (theta, phi), strict=True)
         }
         self.schedulers: dict[str, ExponentialLR | None] = {
@@ -200,15 +201,22 @@ class Trainer:
         return list(self.history)
 
     def out_of_patience(self) -> bool:
-        """True once ``config.patience`` validations in a row have not beaten the best one, or
-        once a plateau arrives after ``config.plateau_max_cuts`` learning-rate cuts.
+        """True once training should stop early, for either reason of :meth:`stop_reason`."""
+        return self.stop_reason() is not None
+
+    def stop_reason(self) -> str | None:
+        """``"plateau_max_cuts"`` once a plateau arrives after ``config.plateau_max_cuts``
+        learning-rate cuts, ``"patience"`` once ``config.patience`` validations in a row have
+        not beaten the best one, else ``None``.
 
         Read off the history, so a resumed run counts the validations before the interruption.
         """
         cfg = self.config
+        if self.cuts_used_up() and self.on_plateau():
+            return "plateau_max_cuts"
         if cfg.patience > 0 and validations_without_improvement(self.history) >= cfg.patience:
-            return True
-        return self.cuts_used_up() and self.on_plateau()
+            return "patience"
+        return None
 
     def cuts_used_up(self) -> bool:
         """True when ``config.plateau_max_cuts`` (> 0) cuts are in the history."""
@@ -258,12 +266,10 @@ class Trainer:
     def _apply_weight_decay(self) -> None:
         """Set the configured weight decays after loading optimiser states, which carry their
         own: a run resumed with a new ``*_weight_decay`` then uses the new one."""
-        decays = {"model": self.config.model_weight_decay,
-                  "inference": self.config.inference_weight_decay}
         for name, opt in self.optimizers.items():
             if opt is not None:
                 for group in opt.param_groups:
-                    group["weight_decay"] = decays[name]
+                    group["weight_decay"] = self.weight_decays[name]
 
     def _weights_and_optimizers(self) -> dict[str, Any]:
         """A copy of what a rewind restores (not the history or RNG states of a checkpoint)."""
