@@ -166,3 +166,22 @@ def test_train_says_it_stopped_at_a_plateau_after_the_last_cut(tiny: Path, tmp_p
     out = capsys.readouterr().out
     assert "stopped early after epoch 3: a plateau after 1 learning-rate cut(s)" in out
     assert "cut by 0.1 after epoch(s) 2" in out
+
+
+def test_evaluate_scores_the_weight_average_unless_asked_for_the_trained_weights(
+        tiny: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run), "--set", "training.ema_decay=0.5"]) == 0
+    assert main(["evaluate", str(run)]) == 0
+    assert "weight average" in capsys.readouterr().out
+    average = json.loads((run / "eval_test.json").read_text())
+    assert main(["evaluate", str(run), "--weights", "trained"]) == 0
+    assert "weight average" not in capsys.readouterr().out
+    trained = json.loads((run / "eval_test.json").read_text())
+    assert (average["weights"], trained["weights"]) == ("average", "trained")
+    assert average["free_energy"] != trained["free_energy"]
+
+    plain = tmp_path / "plain"
+    assert main(["train", str(tiny), "--run-dir", str(plain)]) == 0
+    assert main(["evaluate", str(plain)]) == 0
+    assert json.loads((plain / "eval_test.json").read_text())["weights"] == "trained"

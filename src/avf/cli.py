@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a directory written by `avf train`")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _weights_option(p)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     p.add_argument("--samples", type=int, default=1, help="samples per step for the estimate")
     p.add_argument("--batch-size", type=int, metavar="N", help="sequences filtered together "
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=400, metavar="T",
                    help="draw at most the first T steps of the sequence (0: all; default 400)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _weights_option(p)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     _data_dir_option(p)
 
@@ -134,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--data-dir", help="data directory (default: $AVF_DATA_DIR, else "
                        "~/.cache/avf)")
     return parser
+
+
+def _weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", choices=("average", "trained"), default="average",
+                   help="with training.ema_decay, score the weight average (default; the weights "
+                   "validation chose by) or the raw trained weights; without it both are raw")
 
 
 def _data_dir_option(p: argparse.ArgumentParser) -> None:
@@ -222,13 +230,14 @@ def evaluate_run(args: argparse.Namespace) -> int:
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     data = split_data(cfg, args.split, args.data_dir)
-    model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint)
+    model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint, args.weights)
     model, inference = model.to(device), inference.to(device)
     torch.manual_seed(cfg.seed)
     batches = ((x.to(device), m.to(device)) for x, m in data.batches(batch_size))
     score = evaluate(model, inference, batches, n_samples=args.samples)
     report: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": path.name,
                               "epoch": int(ckpt["epoch"]), "split": args.split,
+                              "weights": weights_used(ckpt, args.weights),
                               "samples": args.samples, **score.as_dict()}
     report.update(exact_answers(model, data))
     if getattr(model, "bin_width", None) is not None:
@@ -259,16 +268,23 @@ def split_data(cfg: ExperimentConfig, split: str, data_dir: str | None) -> Seque
     return data
 
 
-def restore(cfg: ExperimentConfig, run_dir: Path,
-            checkpoint: str) -> tuple[nn.Module, nn.Module, Path, dict[str, Any]]:
-    """Model and inference with the weights of ``best.pt`` or (``last``) ``checkpoint.pt``."""
+def restore(cfg: ExperimentConfig, run_dir: Path, checkpoint: str,
+            weights: str = "average") -> tuple[nn.Module, nn.Module, Path, dict[str, Any]]:
+    """Model and inference with the weights of ``best.pt`` or (``last``) ``checkpoint.pt``:
+    their weight averages where the run kept them and ``weights`` is ``"average"``."""
     model, inference = build(cfg)
     path = run_dir / (BEST if checkpoint == "best" else CHECKPOINT)
     if not path.is_file():
         hint = " (no validation improved yet; try --checkpoint last)" if checkpoint == \
             "best" else ""
         raise FileNotFoundError(f"no checkpoint {path}{hint}")
-    return model, inference, path, load_weights(path, model, inference)
+    return model, inference, path, load_weights(path, model, inference,
+                                                averaged=weights == "average")
+
+
+def weights_used(ckpt: dict[str, Any], weights: str) -> str:
+    """``"average"`` when :func:`restore` loaded a weight average, else ``"trained"``."""
+    return "average" if weights == "average" and ckpt.get("average") else "trained"
 
 
 def exact_answers(model: nn.Module, data: Sequences) -> dict[str, float]:
@@ -286,7 +302,8 @@ def exact_answers(model: nn.Module, data: Sequences) -> dict[str, float]:
 
 def format_report(report: dict[str, Any], score: Score) -> str:
     lines = [
-        f"{report['run_dir']}: {report['checkpoint']} (epoch {report['epoch']}), "
+        f"{report['run_dir']}: {report['checkpoint']} (epoch {report['epoch']}"
+        f"{', weight average' if report.get('weights') == 'average' else ''}), "
         f"{report['split']} split: {score.sequences} sequences, {score.steps} steps",
         f"free energy: {score.free_energy:.4f} nats/step (micro), "
         f"{score.macro_free_energy:.4f} (macro)",
@@ -329,7 +346,7 @@ def plot_run(args: argparse.Namespace) -> int:
                          f"(0 to {len(data) - 1})")
     written = [plots.plot_learning_curves(plots.read_metrics(run_dir / METRICS),
                                           out / "learning_curves.png", title=cfg.name)]
-    model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint)
+    model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint, args.weights)
     model, inference = model.to(device), inference.to(device)
     where = f"{cfg.name}, {path.name} (epoch {int(ckpt['epoch'])})"
 

@@ -34,6 +34,7 @@ from torch.optim import Adam, AdamW, Optimizer
 from torch.optim.lr_scheduler import ExponentialLR
 from tqdm.auto import tqdm
 
+from avf.averaging import WeightAverage
 from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
@@ -61,6 +62,8 @@ class TrainConfig:
     inference_weight_decay: float = 0.0  # the same for φ
     kl_anneal_epochs: int = 0  # β rises linearly from kl_anneal_start to 1 over these epochs
     kl_anneal_start: float = 0.0
+    ema_decay: float = 0.0  # > 0: validation, best.pt and evaluation use an exponential
+    #                         moving average of θ and φ with this decay per step (0: off)
     grad_clip: float | None = None  # max global gradient norm, for θ and φ separately
     train_model: bool = True  # False: θ stays fixed and only φ learns
     n_samples: int = 1
@@ -89,6 +92,7 @@ class TrainConfig:
             ("inference_weight_decay", self.inference_weight_decay >= 0, "must be >= 0"),
             ("kl_anneal_epochs", self.kl_anneal_epochs >= 0, "must be >= 0"),
             ("kl_anneal_start", 0 <= self.kl_anneal_start <= 1, "must be in [0, 1]"),
+            ("ema_decay", 0 <= self.ema_decay < 1, "must be in [0, 1)"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be > 0 or unset"),
             ("n_samples", self.n_samples >= 1, "must be >= 1"),
             ("valid_samples", self.valid_samples is None or self.valid_samples >= 1,
@@ -152,6 +156,8 @@ class Trainer:
             name: ExponentialLR(opt, gamma=self.config.lr_decay) if opt is not None else None
             for name, opt in self.optimizers.items()
         }
+        self.averages: dict[str, WeightAverage] = {}
+        self._reset_averages()
         self.shuffle_generator = torch.Generator().manual_seed(self.config.seed)
         self.epoch = 0
         self.step = 0
@@ -262,6 +268,7 @@ class Trainer:
             if opt is not None:
                 opt.load_state_dict(best["optimizers"][name])
         self._apply_weight_decay()
+        self._load_averages(best.get("average"))
 
     def _apply_weight_decay(self) -> None:
         """Set the configured weight decays after loading optimiser states, which carry their
@@ -274,7 +281,34 @@ class Trainer:
     def _weights_and_optimizers(self) -> dict[str, Any]:
         """A copy of what a rewind restores (not the history or RNG states of a checkpoint)."""
         state = self.state_dict()
-        return copy.deepcopy({k: state[k] for k in ("model", "inference", "optimizers")})
+        return copy.deepcopy({k: state[k] for k in ("model", "inference", "optimizers",
+                                                    "average")})
+
+    # -- weight averages --------------------------------------------------------------------
+    def _part(self, name: str) -> nn.Module:
+        return self.model if name == "model" else self.inference
+
+    def _reset_averages(self) -> None:
+        """Fresh averages (with ``config.ema_decay`` > 0) of the parts that train; each starts
+        from the live weights at its first update."""
+        decay = self.config.ema_decay
+        self.averages = {name: WeightAverage(self._part(name), decay)
+                         for name, opt in self.optimizers.items()
+                         if opt is not None and decay > 0}
+
+    def _load_averages(self, saved: dict[str, Any] | None) -> None:
+        """Restore the averages a checkpoint holds; a part it has none for (a run that trained
+        without averaging until now) starts a fresh one from the loaded live weights."""
+        self._reset_averages()
+        for name, average in self.averages.items():
+            if saved and saved.get(name) is not None:
+                average.load_state_dict(saved[name])
+
+    def scored_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The model and inference that validation scores: the weight averages where
+        ``config.ema_decay`` > 0, else the live modules."""
+        return tuple(self.averages[n].module if n in self.averages else self._part(n)
+                     for n in PARTS)  # type: ignore[return-value]
 
     def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
         epoch = self.epoch + 1
@@ -348,6 +382,8 @@ class Trainer:
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(_params(opt), cfg.grad_clip)
             opt.step()
+        for name, average in self.averages.items():
+            average.update(self._part(name))
         self.step += 1
         return out
 
@@ -371,7 +407,7 @@ class Trainer:
                    for x, m in valid.batches(self.config.batch_size))
         try:
             samples = self.config.valid_samples or self.config.n_samples
-            return evaluate(self.model, self.inference, batches, n_samples=samples)
+            return evaluate(*self.scored_modules(), batches, n_samples=samples)
         except NonFiniteError as err:
             raise NonFiniteError(f"validation after epoch {epoch}: {err}") from err
 
@@ -412,6 +448,7 @@ class Trainer:
                            for k, o in self.optimizers.items()},
             "schedulers": {k: (s.state_dict() if s is not None else None)
                            for k, s in self.schedulers.items()},
+            "average": {k: a.state_dict() for k, a in self.averages.items()},
             "rng": _rng_state(self.shuffle_generator),
         }
 
@@ -436,6 +473,7 @@ class Trainer:
                 if obj is not None:
                     obj.load_state_dict(saved)
         self._apply_weight_decay()
+        self._load_averages(ckpt.get("average"))
         _set_rng_state(ckpt["rng"], self.shuffle_generator)
         self.epoch = int(ckpt["epoch"])
         self.step = int(ckpt["step"])
@@ -478,8 +516,13 @@ def epoch_data(train: TrainData, epoch: int) -> Sequences:
     return data
 
 
-def load_weights(path: str | Path, model: nn.Module, inference: nn.Module) -> dict[str, Any]:
-    """Load a checkpoint's model and inference weights; returns the whole checkpoint."""
+def load_weights(path: str | Path, model: nn.Module, inference: nn.Module,
+                 averaged: bool = False) -> dict[str, Any]:
+    """Load a checkpoint's model and inference weights; returns the whole checkpoint.
+
+    With ``averaged``, a part the checkpoint holds a weight average for (``training.ema_decay``)
+    gets the averaged weights, the ones its validation scored; other parts get the raw ones.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -487,9 +530,10 @@ def load_weights(path: str | Path, model: nn.Module, inference: nn.Module) -> di
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several kinds for a damaged file
         raise ValueError(f"{path} is not a readable checkpoint: {err}") from err
+    averages = (ckpt.get("average") or {}) if averaged else {}
     for name, module in (("model", model), ("inference", inference)):
         try:
-            module.load_state_dict(ckpt[name])
+            module.load_state_dict(averages[name]["weights"] if name in averages else ckpt[name])
         except (RuntimeError, KeyError) as err:
             first = str(err).strip().splitlines()[0]
             raise ValueError(f"{path}: the {name} weights do not fit this {name} ({first}); "
