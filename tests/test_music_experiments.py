@@ -18,6 +18,7 @@ from avf.builders import (
 )
 from avf.cli import main
 from avf.config import from_dict, load_config, save_config
+from avf.data import transpose_rolls
 from avf.inference import Iterative
 from avf.models import DMM, SRNN, VRNN
 from avf.models.encoders import DMMEncoder, SRNNEncoder, VRNNEncoder
@@ -63,6 +64,11 @@ def test_music_config_parses_and_round_trips(tmp_path: Path) -> None:
         (music(dataset="jsb", crop=-1), r"data\.crop must be >= 0"),
         (music(dataset="jsb", crops=25), r"unknown key 'data\.crops'"),
         ({"data": {"source": "midi"}}, "unknown data source 'midi'; known: synthetic, music"),
+        (music(dataset="jsb", transpose=13), r"data\.transpose must be a number of semitones "
+                                             "from 0 to 12, got 13"),
+        (music(dataset="jsb", crop=0, transpose=2), r"data\.transpose needs data\.crop > 0"),
+        ({"data": {"source": "speech", "dataset": "fsdd", "transpose": 2}},
+         r"data\.transpose only applies to source = 'music'"),
     ],
 )
 def test_music_schema_errors_are_named(raw: dict, match: str) -> None:
@@ -130,6 +136,34 @@ def test_epoch_crops_differ_between_epochs_and_repeat_per_seed() -> None:
     assert not torch.equal(first.x, EpochCrops(songs(), 5, seed=8)(1).x)
 
 
+def test_transposed_rolls_move_up_or_down_and_drop_what_leaves_the_keys() -> None:
+    rolls = torch.zeros(3, 2, 5)
+    rolls[:, 0, 0] = rolls[:, 0, 3] = rolls[:, 1, 4] = 1.0
+    out = transpose_rolls(rolls, torch.tensor([1, -1, 0]))
+    assert out[0, 0].tolist() == [0, 1, 0, 0, 1] and out[0, 1].tolist() == [0] * 5
+    assert out[1, 0].tolist() == [0, 0, 1, 0, 0] and out[1, 1].tolist() == [0, 0, 0, 1, 0]
+    assert torch.equal(out[2], rolls[2])
+    assert not transpose_rolls(rolls, torch.tensor([5, -7, 0]))[:2].any()
+    with pytest.raises(ValueError, match="one shift per roll"):
+        transpose_rolls(rolls, torch.tensor([1, 2]))
+
+
+def test_transposed_epoch_crops_are_the_same_windows_shifted() -> None:
+    plain, shifted = EpochCrops(songs(), 5, seed=7), EpochCrops(songs(), 5, seed=7, transpose=2)
+    for epoch in (1, 2):
+        windows, moved = plain(epoch).x, shifted(epoch).x
+        assert torch.equal(moved, shifted(epoch).x)  # (seed, epoch) still decide
+        found = []
+        for n in range(len(windows)):
+            fits = [s for s in range(-2, 3)
+                    if torch.equal(moved[n], transpose_rolls(windows[n:n + 1],
+                                                             torch.tensor([s]))[0])]
+            assert fits, f"window {n} is not its plain window shifted by -2..2"
+            found.append(fits)
+        assert any(0 not in fits for fits in found)  # some windows did move
+    assert torch.equal(EpochCrops(songs(), 5, seed=7, transpose=0)(1).x, plain(1).x)
+
+
 def test_resume_with_epoch_crops_is_bit_identical(tmp_path: Path) -> None:
     def make(seed: int) -> tuple[SRNN, Iterative]:
         torch.manual_seed(seed)
@@ -170,6 +204,8 @@ def test_music_splits_come_from_the_data_dir() -> None:
     train, valid = build_training_data(cfg, SHARED)
     assert isinstance(train, EpochCrops) and torch.equal(valid.x, data["valid"].x)
     assert torch.equal(train(1).x, data["train"].x) and not torch.equal(train(2).x, train(1).x)
+    moved, _ = build_training_data(from_dict(music(dataset="jsb", transpose=3)), SHARED)
+    assert moved.transpose == 3 and not torch.equal(moved(1).x, train(1).x)
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path, capsys) -> None:

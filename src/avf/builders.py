@@ -20,7 +20,14 @@ import torch
 from torch import Tensor, nn
 
 from avf.config import SOURCE_KEYS, DataConfig, ExperimentConfig, InferenceConfig, ModelConfig
-from avf.data import Sequences, load_music, music_splits, random_crops, sample_dataset
+from avf.data import (
+    Sequences,
+    load_music,
+    music_splits,
+    random_crops,
+    sample_dataset,
+    transpose_rolls,
+)
 from avf.data.audio import (
     AudioSplits,
     Standardizer,
@@ -180,13 +187,16 @@ class EpochCrops:
 
     An epoch's windows depend on (``seed``, epoch) alone, not on what ran before in this
     process, so a run resumed from a checkpoint trains on the windows an uninterrupted run
-    would have used.
+    would have used. With ``transpose`` = N > 0 (piano rolls only) each window is then shifted
+    by a random number of semitones in [-N, N], drawn after the windows from the same stream,
+    so N = 0 gives exactly the windows it gave before the option existed.
     """
 
-    def __init__(self, songs: list[Tensor], length: int, seed: int) -> None:
+    def __init__(self, songs: list[Tensor], length: int, seed: int, transpose: int = 0) -> None:
         self.songs = songs
         self.length = length
         self.seed = seed
+        self.transpose = transpose
         self.count = sum(int(s.shape[0] >= length) for s in songs)
 
     def __len__(self) -> int:
@@ -195,7 +205,12 @@ class EpochCrops:
 
     def __call__(self, epoch: int) -> Sequences:
         generator = torch.Generator().manual_seed(split_seed(self.seed, 0, epoch))
-        return random_crops(self.songs, self.length, generator)
+        windows = random_crops(self.songs, self.length, generator)
+        if not self.transpose:
+            return windows
+        shifts = torch.randint(-self.transpose, self.transpose + 1, (len(windows),),
+                               generator=generator)
+        return Sequences(transpose_rolls(windows.x, shifts), windows.mask)
 
 
 def _checked(cfg: ExperimentConfig) -> DataConfig:
@@ -210,7 +225,8 @@ def _music(
     assert data.dataset is not None and data.crop is not None  # DataConfig.check/resolved
     songs = load_music(data.dataset, data_dir)
     splits = music_splits(songs, data.crop or None, data.seed)
-    train = EpochCrops(songs["train"], data.crop, data.seed) if data.crop else splits["train"]
+    train = (EpochCrops(songs["train"], data.crop, data.seed, data.transpose or 0) if data.crop
+             else splits["train"])
     return train, splits["valid"], splits["test"]
 
 

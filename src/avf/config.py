@@ -42,7 +42,7 @@ class InferenceConfig:
 # error rather than a setting that silently does nothing.
 SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "synthetic": ("train_sequences", "valid_sequences", "test_sequences", "steps", "generator"),
-    "music": ("dataset", "crop"),
+    "music": ("dataset", "crop", "transpose"),
     "speech": ("dataset", "crop", "frame_size"),
     "video": ("dataset", "train_sequences", "valid_sequences", "test_sequences", "steps",
               "num_digits"),
@@ -53,7 +53,7 @@ SPEECH_FRAME = 200  # samples per time step, as in the AVF paper (and VRNN/SRNN)
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "synthetic": {"train_sequences": 256, "valid_sequences": 64, "test_sequences": 64,
                   "steps": 50},
-    "music": {"crop": MUSIC_CROP},
+    "music": {"crop": MUSIC_CROP, "transpose": 0},
     "speech": {"crop": 0, "frame_size": SPEECH_FRAME},
     "video": {"train_sequences": 2048, "valid_sequences": 128, "test_sequences": 256,
               "steps": 20, "num_digits": 2},
@@ -77,7 +77,9 @@ class DataConfig:
     * music: ``dataset`` (``jsb``, ``nottingham``, ``musedata``, ``piano``, or a file's path)
       and ``crop``, the length of the random windows that train and valid are cut into (25
       unless set; 0 keeps whole songs). Training draws fresh windows every epoch; test songs
-      are always scored whole.
+      are always scored whole. ``transpose = N`` (0 unless set; not in the AVF paper) shifts
+      every training window by a random number of semitones in [-N, N], drawn with the window,
+      as augmentation against overfitting; notes shifted off the 88 keys are dropped.
     * speech: ``dataset`` (``fsdd``, ``timit``, or a directory of WAV files), ``frame_size``
       (waveform samples per time step, 200) and ``crop`` (training windows in frames; 0, the
       default, keeps whole utterances). Waveforms are standardised with the training set's
@@ -99,6 +101,7 @@ class DataConfig:
     crop: int | None = None
     frame_size: int | None = None
     num_digits: int | None = None
+    transpose: int | None = None
 
     def resolved(self) -> DataConfig:
         """The same data with other sources' keys cleared and this source's defaults set."""
@@ -129,6 +132,12 @@ class DataConfig:
                              f"{_DATASETS[self.source]}")
         if self.crop is not None and self.crop < 0:
             raise ValueError(f"data.crop must be >= 0 (0 keeps whole sequences), got {self.crop}")
+        if self.transpose is not None and not 0 <= self.transpose <= 12:
+            raise ValueError(f"data.transpose must be a number of semitones from 0 to 12, got "
+                             f"{self.transpose}")
+        if self.transpose and not self.crop:
+            raise ValueError("data.transpose needs data.crop > 0: only the fresh training "
+                             "windows drawn every epoch are transposed")
         if self.frame_size is not None and self.frame_size < 1:
             raise ValueError(f"data.frame_size must be at least 1, got {self.frame_size}")
         if self.source == "video":

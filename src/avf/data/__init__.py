@@ -17,7 +17,7 @@ from avf.data.audio import (
 )
 from avf.data.batching import Sequences
 from avf.data.datadir import resolve_data_dir, verify
-from avf.data.music import load_music, music_splits, random_crops
+from avf.data.music import load_music, music_splits, random_crops, transpose_rolls
 from avf.data.synthetic import sample_dataset
 from avf.data.video import (
     KTHActions,
@@ -52,5 +52,6 @@ __all__ = [
     "read_audio",
     "resolve_data_dir",
     "sample_dataset",
+    "transpose_rolls",
     "verify",
 ]

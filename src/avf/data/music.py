@@ -244,6 +244,27 @@ def random_crops(songs: Sequence[Tensor], length: int,
                                                                   strict=True)]))
 
 
+def transpose_rolls(rolls: Tensor, shifts: Tensor) -> Tensor:
+    """Piano rolls [N, T, K] with roll n moved up by ``shifts[n]`` keys (down when negative).
+
+    Notes pushed past the lowest or highest key are dropped, not wrapped round: a transposed
+    song keeps its shape but may lose a few extreme notes.
+    """
+    if rolls.dim() != 3 or shifts.shape != (rolls.shape[0],):
+        raise ValueError(f"transpose_rolls takes rolls [N, T, K] and one shift per roll, got "
+                         f"{tuple(rolls.shape)} and {tuple(shifts.shape)}")
+    keys = rolls.shape[-1]
+    out = torch.zeros_like(rolls)
+    for n, shift in enumerate(shifts.tolist()):
+        if abs(shift) >= keys:
+            continue  # every note leaves the keyboard
+        if shift >= 0:
+            out[n, :, shift:] = rolls[n, :, :keys - shift]
+        else:
+            out[n, :, :keys + shift] = rolls[n, :, -shift:]
+    return out
+
+
 def music_splits(data: MusicData, crop: int | None = 25, seed: int = 0) -> dict[str, Sequences]:
     """Train and valid as one random ``crop``-step window per song; test as whole songs.
 
