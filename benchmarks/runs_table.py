@@ -35,6 +35,10 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "inference": cfg.inference.name + (f" K={iterations}" if iterations else "")
         + (" + x_t" if cfg.inference.options.get("x_input") else ""),
         "data": f"{cfg.data.source}:{cfg.data.dataset}",
+        "dropout": cfg.model.options.get("dropout"),
+        "transpose": cfg.data.transpose,
+        "ema_decay": cfg.training.ema_decay or None,
+        "scored_weights": report.get("weights"),
         "epochs": records[-1]["epoch"],
         "train_wall_s": round(records[-1]["wall_time"], 1),
         "scored_epoch": report.get("epoch"),
