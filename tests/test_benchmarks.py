@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -102,3 +104,19 @@ def test_gate_usage_reads_the_highway_gate_of_a_trained_run(tmp_path):
     (row,) = json.loads(out.read_text())
     assert 0.0 < row["gate_mean"] < 1.0 and 0.0 < row["gate_log_var"] < 1.0
     assert row["kl"] >= 0.0
+
+
+def test_free_energy_by_position_splits_the_test_score_by_step(tmp_path):
+    _, run_dir = trained_run(tmp_path)
+    out = tmp_path / "position.json"
+    table = run("free_energy_by_position.py", str(run_dir), "--chunk", "2", "--batch-size", "2",
+                "--json", str(out))
+    assert "| 0–5 | 6 |" in table
+    result = json.loads(out.read_text())
+    report = json.loads((run_dir / "eval_test.json").read_text())
+    (whole,) = result["whole"]  # 3-step sequences: every step in the first bin
+    assert whole["steps"] == report["steps"] == 6
+    # the same seed, batches and order give the same samples (summed in float64 here)
+    assert whole["free_energy"] == pytest.approx(report["free_energy"], rel=1e-6)
+    (pieces,) = result["chunks_of_2"]
+    assert pieces["steps"] == 6
