@@ -348,7 +348,8 @@ def plot_run(args: argparse.Namespace) -> int:
                                           out / "learning_curves.png", title=cfg.name)]
     model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint, args.weights)
     model, inference = model.to(device), inference.to(device)
-    where = f"{cfg.name}, {path.name} (epoch {int(ckpt['epoch'])})"
+    averaged = ", weight average" if weights_used(ckpt, args.weights) == "average" else ""
+    where = f"{cfg.name}, {path.name} (epoch {int(ckpt['epoch'])}{averaged})"
 
     torch.manual_seed(cfg.seed)
     few = data.subset(range(min(args.sequences, len(data)))).to(device)
