@@ -3,8 +3,8 @@
 Two Adam optimisers, one per parameter set, because the two losses are different objectives
 (see :func:`avf.filtering.backward`) and usually want different learning rates. A run directory
 holds ``checkpoint.pt`` (everything needed to continue bit for bit: weights, their averages
-when ``ema_decay`` > 0, optimiser and scheduler state, every RNG, counters), ``best.pt`` (best validation free energy) and
-``metrics.jsonl`` (one JSON line per epoch).
+when ``ema_decay`` > 0, optimiser and scheduler state, every RNG, counters), ``best.pt``
+(best validation free energy) and ``metrics.jsonl`` (one JSON line per epoch).
 
 The training data are fixed :class:`~avf.data.Sequences`, or a function of the epoch that
 returns them, for data drawn afresh every epoch (random crops of longer songs). Such a function
