@@ -36,12 +36,12 @@ def by_position(model: nn.Module, inference: nn.Module, data: Sequences, starts:
     count = torch.zeros(len(edges), dtype=torch.float64)
     model.eval()
     inference.eval()
-    for first in range(0, len(data), batch_size):
-        last = min(first + batch_size, len(data))
-        x, mask = data.x[first:last], data.mask[first:last]
+    first = 0
+    for x, mask in data.batches(batch_size):  # in order, each cut to its longest sequence
         with torch.no_grad():
             out = filter_sequences(model, inference, x, mask)
-        position = starts[first:last, None] + torch.arange(x.shape[1])[None]
+        position = starts[first:first + len(x), None] + torch.arange(x.shape[1])[None]
+        first += len(x)
         for i in range(len(edges)):
             inside = (position >= bounds[i]) & (position < bounds[i + 1])
             total[i] += (out.free_energy.double() * inside).sum()

@@ -48,6 +48,12 @@ class WeightAverage:
         for mine, live in zip(self.module.buffers(), module.buffers(), strict=True):
             mine.copy_(live)
 
+    @torch.no_grad()
+    def restart(self, module: nn.Module) -> None:
+        """Start over from the live weights of ``module``, as if just built from it."""
+        self.module.load_state_dict(module.state_dict())
+        self._averaged.n_averaged.zero_()
+
     def state_dict(self) -> dict[str, Any]:
         """The averaged weights as the module's own state dict, plus the update count."""
         return {"updates": self.updates, "weights": self.module.state_dict()}

@@ -156,8 +156,10 @@ class Trainer:
             name: ExponentialLR(opt, gamma=self.config.lr_decay) if opt is not None else None
             for name, opt in self.optimizers.items()
         }
-        self.averages: dict[str, WeightAverage] = {}
-        self._reset_averages()
+        self.averages: dict[str, WeightAverage] = {  # of the parts that train, if averaging
+            name: WeightAverage(self._part(name), cfg.ema_decay)
+            for name, opt in self.optimizers.items() if opt is not None and cfg.ema_decay > 0
+        }
         self.shuffle_generator = torch.Generator().manual_seed(self.config.seed)
         self.epoch = 0
         self.step = 0
@@ -288,27 +290,22 @@ class Trainer:
     def _part(self, name: str) -> nn.Module:
         return self.model if name == "model" else self.inference
 
-    def _reset_averages(self) -> None:
-        """Fresh averages (with ``config.ema_decay`` > 0) of the parts that train; each starts
-        from the live weights at its first update."""
-        decay = self.config.ema_decay
-        self.averages = {name: WeightAverage(self._part(name), decay)
-                         for name, opt in self.optimizers.items()
-                         if opt is not None and decay > 0}
-
     def _load_averages(self, saved: dict[str, Any] | None) -> None:
         """Restore the averages a checkpoint holds; a part it has none for (a run that trained
-        without averaging until now) starts a fresh one from the loaded live weights."""
-        self._reset_averages()
+        without averaging until now) starts its average over from the loaded live weights."""
         for name, average in self.averages.items():
             if saved and saved.get(name) is not None:
                 average.load_state_dict(saved[name])
+            else:
+                average.restart(self._part(name))
 
     def scored_modules(self) -> tuple[nn.Module, nn.Module]:
         """The model and inference that validation scores: the weight averages where
         ``config.ema_decay`` > 0, else the live modules."""
-        return tuple(self.averages[n].module if n in self.averages else self._part(n)
-                     for n in PARTS)  # type: ignore[return-value]
+        def scored(name: str) -> nn.Module:
+            return self.averages[name].module if name in self.averages else self._part(name)
+
+        return scored("model"), scored("inference")
 
     def _run_epoch(self, train: Sequences, valid: Sequences | None, steps_per_epoch: int) -> None:
         epoch = self.epoch + 1
@@ -394,7 +391,7 @@ class Trainer:
             grads = [p.grad for p in _params(opt) if p.grad is not None]
             if not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
                 continue
-            module = self.model if part == "model" else self.inference
+            module = self._part(part)
             for name, p in module.named_parameters():
                 if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                     raise NonFiniteError(
