@@ -37,13 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--grad-clip", type=float, default=None)
     parser.add_argument("--data-dir", help="data directory (default: $AVF_DATA_DIR)")
+    parser.add_argument("--weights", choices=("average", "trained"), default="average",
+                        help="with training.ema_decay, fix the model at its weight average "
+                        "(default, the weights validation chose by) or at the raw weights")
     parser.add_argument("--json", type=Path, help="write the scores here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     cfg = load_config(args.run_dir / "config.toml")
     model, own = build(cfg)
-    load_weights(args.run_dir / "best.pt", model, own)
+    load_weights(args.run_dir / "best.pt", model, own, averaged=args.weights == "average")
     train, valid = build_training_data(cfg, args.data_dir)
     other = load_config(args.config).inference
     options = dict(other.options)
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate(model, procedure, valid.batches(64)).free_energy
 
     result = {"run": str(args.run_dir), "config": str(args.config), "options": options,
+              "weights": args.weights,
               "own_inference": score(own), "prior": score(PriorOnly()), "epochs": []}
     print(f"valid F with the run's own inference: {result['own_inference']:.2f}; "
           f"at the prior: {result['prior']:.4g}")

@@ -262,3 +262,24 @@ def test_every_fast_config_is_shipped() -> None:
     stems = {p.stem for p in (MUSIC / "fast").glob("*.toml")}
     assert stems == {f"{d}_srnn_{i}_fast" for d in ("jsb", "nottingham", "musedata", "piano")
                      for i in ("baseline", "avf_k1_x")} | {"jsb_srnn_avf_k5_x_fast"}
+
+
+@pytest.mark.parametrize("path", sorted((MUSIC / "tuned").glob("*.toml")), ids=lambda p: p.stem)
+def test_tuned_music_configs_add_only_the_regularisers_to_the_fast_ones(path: Path) -> None:
+    tuned = load_config(path)
+    fast = load_config(MUSIC / "fast" / f"{path.stem.removesuffix('_tuned')}_fast.toml")
+    assert tuned.name == path.stem
+    assert tuned.model.options.pop("dropout") == 0.3
+    t = tuned.training
+    assert (t.plateau_patience, t.plateau_factor, t.plateau_max_cuts) == (4, 0.1, 3)
+    assert t.ema_decay == 0.995
+    assert t.grad_clip == (10.0 if tuned.inference.name == "iterative" else None)
+    t.plateau_patience, t.plateau_max_cuts, t.ema_decay, t.grad_clip = 0, 0, 0.0, None
+    assert tuned.training == fast.training and tuned.data == fast.data
+    assert tuned.model == fast.model and tuned.inference == fast.inference
+
+
+def test_every_tuned_config_is_shipped() -> None:
+    stems = {p.stem for p in (MUSIC / "tuned").glob("*.toml")}
+    fast = {p.stem for p in (MUSIC / "fast").glob("*.toml")}
+    assert stems == {s.replace("_fast", "_tuned") for s in fast}
