@@ -249,6 +249,11 @@ def test_music_splits() -> None:
     assert torch.equal(music_splits(data, seed=3)["train"].x, splits["train"].x)
     whole = music_splits(data, crop=None)
     assert whole["train"].lengths.tolist() == [30, 31, 5]
+    data["valid"] = numbered_songs([26, 40])
+    whole_valid = music_splits(data, crop=25, seed=3, whole_valid=True)
+    assert whole_valid["valid"].lengths.tolist() == [26, 40]  # scored as test songs are
+    assert torch.equal(whole_valid["valid"].x, music_splits(data, crop=None)["valid"].x)
+    assert torch.equal(whole_valid["train"].x, splits["train"].x)  # training windows unchanged
 
 
 # -- MIDI -------------------------------------------------------------------------------------

@@ -50,6 +50,10 @@ def test_music_config_parses_and_round_trips(tmp_path: Path) -> None:
     assert "train_sequences" not in text and 'dataset = "jsb"' in text
     assert load_config(tmp_path / "config.toml") == cfg
     assert from_dict(music(dataset="piano", crop=0)).data.crop == 0  # whole songs
+    assert cfg.data.whole_valid is False  # validation on windows unless asked
+    whole = from_dict(music(dataset="jsb", whole_valid=True))
+    save_config(whole, tmp_path / "whole.toml")
+    assert load_config(tmp_path / "whole.toml").data.whole_valid is True
 
 
 @pytest.mark.parametrize(
@@ -69,6 +73,9 @@ def test_music_config_parses_and_round_trips(tmp_path: Path) -> None:
         (music(dataset="jsb", crop=0, transpose=2), r"data\.transpose needs data\.crop > 0"),
         ({"data": {"source": "speech", "dataset": "fsdd", "transpose": 2}},
          r"data\.transpose only applies to source = 'music'"),
+        (music(dataset="jsb", whole_valid="yes"), r"data\.whole_valid must be true or false"),
+        ({"data": {"source": "speech", "dataset": "fsdd", "whole_valid": True}},
+         r"data\.whole_valid only applies to source = 'music'"),
     ],
 )
 def test_music_schema_errors_are_named(raw: dict, match: str) -> None:
@@ -206,6 +213,8 @@ def test_music_splits_come_from_the_data_dir() -> None:
     assert torch.equal(train(1).x, data["train"].x) and not torch.equal(train(2).x, train(1).x)
     moved, _ = build_training_data(from_dict(music(dataset="jsb", transpose=3)), SHARED)
     assert moved.transpose == 3 and not torch.equal(moved(1).x, train(1).x)
+    _, whole = build_training_data(from_dict(music(dataset="jsb", whole_valid=True)), SHARED)
+    assert len(whole) == 76 and whole.steps == 4602  # every valid song, whole
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path, capsys) -> None:

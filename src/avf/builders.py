@@ -224,7 +224,7 @@ def _music(
 ) -> tuple[TrainData, Sequences, Sequences]:
     assert data.dataset is not None and data.crop is not None  # DataConfig.check/resolved
     songs = load_music(data.dataset, data_dir)
-    splits = music_splits(songs, data.crop or None, data.seed)
+    splits = music_splits(songs, data.crop or None, data.seed, whole_valid=bool(data.whole_valid))
     train = (EpochCrops(songs["train"], data.crop, data.seed, data.transpose or 0) if data.crop
              else splits["train"])
     return train, splits["valid"], splits["test"]

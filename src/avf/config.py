@@ -42,7 +42,7 @@ class InferenceConfig:
 # error rather than a setting that silently does nothing.
 SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "synthetic": ("train_sequences", "valid_sequences", "test_sequences", "steps", "generator"),
-    "music": ("dataset", "crop", "transpose"),
+    "music": ("dataset", "crop", "transpose", "whole_valid"),
     "speech": ("dataset", "crop", "frame_size"),
     "video": ("dataset", "train_sequences", "valid_sequences", "test_sequences", "steps",
               "num_digits"),
@@ -53,7 +53,7 @@ SPEECH_FRAME = 200  # samples per time step, as in the AVF paper (and VRNN/SRNN)
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "synthetic": {"train_sequences": 256, "valid_sequences": 64, "test_sequences": 64,
                   "steps": 50},
-    "music": {"crop": MUSIC_CROP, "transpose": 0},
+    "music": {"crop": MUSIC_CROP, "transpose": 0, "whole_valid": False},
     "speech": {"crop": 0, "frame_size": SPEECH_FRAME},
     "video": {"train_sequences": 2048, "valid_sequences": 128, "test_sequences": 256,
               "steps": 20, "num_digits": 2},
@@ -80,6 +80,9 @@ class DataConfig:
       are always scored whole. ``transpose = N`` (0 unless set; not in the AVF paper) shifts
       every training window by a random number of semitones in [-N, N], drawn with the window,
       as augmentation against overfitting; notes shifted off the 88 keys are dropped.
+      ``whole_valid = true`` (false unless set) validates on whole valid songs, the way test
+      songs are scored, instead of one window per song: more steps (less noise in the choice
+      of ``best.pt``) at a higher cost per validation.
     * speech: ``dataset`` (``fsdd``, ``timit``, or a directory of WAV files), ``frame_size``
       (waveform samples per time step, 200) and ``crop`` (training windows in frames; 0, the
       default, keeps whole utterances). Waveforms are standardised with the training set's
@@ -102,6 +105,7 @@ class DataConfig:
     frame_size: int | None = None
     num_digits: int | None = None
     transpose: int | None = None
+    whole_valid: bool | None = None
 
     def resolved(self) -> DataConfig:
         """The same data with other sources' keys cleared and this source's defaults set."""
@@ -135,6 +139,8 @@ class DataConfig:
         if self.transpose is not None and not 0 <= self.transpose <= 12:
             raise ValueError(f"data.transpose must be a number of semitones from 0 to 12, got "
                              f"{self.transpose}")
+        if self.whole_valid is not None and not isinstance(self.whole_valid, bool):
+            raise ValueError(f"data.whole_valid must be true or false, got {self.whole_valid!r}")
         if self.transpose and not self.crop:
             raise ValueError("data.transpose needs data.crop > 0: only the fresh training "
                              "windows drawn every epoch are transposed")

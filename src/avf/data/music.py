@@ -265,16 +265,18 @@ def transpose_rolls(rolls: Tensor, shifts: Tensor) -> Tensor:
     return out
 
 
-def music_splits(data: MusicData, crop: int | None = 25, seed: int = 0) -> dict[str, Sequences]:
+def music_splits(data: MusicData, crop: int | None = 25, seed: int = 0, *,
+                 whole_valid: bool = False) -> dict[str, Sequences]:
     """Train and valid as one random ``crop``-step window per song; test as whole songs.
 
     Windows make batches of equal length (fast, as in the paper's training); the test split is
-    always scored whole, padded with a mask. ``crop=None`` keeps every split whole. Each split
-    draws from its own seed, so the valid windows do not depend on the size of train.
+    always scored whole, padded with a mask. ``crop=None`` keeps every split whole, and
+    ``whole_valid`` the valid split, so that validation measures what the test score does.
+    Each split draws from its own seed, so the valid windows do not depend on the size of train.
     """
     out = {}
     for i, split in enumerate(SPLITS):
-        if split == "test" or crop is None:
+        if split == "test" or crop is None or (split == "valid" and whole_valid):
             out[split] = Sequences.from_list(data[split])
         else:
             state = np.random.SeedSequence([seed % 2**63, i]).generate_state(1, np.uint64)[0]
