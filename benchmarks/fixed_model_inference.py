@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from avf.builders import build_inference, build_training_data, observation_size
-from avf.cli import build
+from avf.cli import build, weights_used
 from avf.config import load_config, parse_value
 from avf.evaluation import evaluate
 from avf.inference import PriorOnly
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.run_dir / "config.toml")
     model, own = build(cfg)
-    load_weights(args.run_dir / "best.pt", model, own, averaged=args.weights == "average")
+    ckpt = load_weights(args.run_dir / "best.pt", model, own, averaged=args.weights == "average")
     train, valid = build_training_data(cfg, args.data_dir)
     other = load_config(args.config).inference
     options = dict(other.options)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate(model, procedure, valid.batches(64)).free_energy
 
     result = {"run": str(args.run_dir), "config": str(args.config), "options": options,
-              "weights": args.weights,
+              "weights": weights_used(ckpt, args.weights),
               "own_inference": score(own), "prior": score(PriorOnly()), "epochs": []}
     print(f"valid F with the run's own inference: {result['own_inference']:.2f}; "
           f"at the prior: {result['prior']:.4g}")

@@ -75,6 +75,7 @@ def test_fixed_model_inference_trains_inference_alone(tmp_path):
     result = json.loads(out.read_text())
     assert result["options"]["encoding"] == "layernorm" and len(result["epochs"]) == 2
     assert result["prior"] > 0 and result["own_inference"] > 0
+    assert result["weights"] == "trained"  # the run kept no weight average to fix
 
 
 def test_parallel_runs_trains_every_config_to_equal_epochs_and_scores_them(tmp_path):
