@@ -114,21 +114,28 @@ def test_a_run_without_averages_resumed_with_them_starts_from_its_weights(
     assert resumed.averages["model"].updates == resumed.step - steps_before
 
 
-def test_a_cut_rewinds_the_averages_too(data, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.parametrize("rewind", ["average", "trained"])
+def test_a_cut_rewinds_the_averages_too(data, tmp_path: Path, rewind: str) -> None:  # noqa: F811
     train, valid = data
-    trainer = Trainer(*make(), config(epochs=4, plateau_patience=2, ema_decay=0.5),
-                      tmp_path / "r")
+    trainer = Trainer(*make(), config(epochs=4, plateau_patience=2, ema_decay=0.5,
+                                      plateau_rewind_weights=rewind), tmp_path / "r")
     scripted_validation(trainer, [5.0, 4.0, 4.5, 4.2])
-    seen = {}
+    seen, live = {}, {}
     original = trainer._run_epoch
 
     def run_epoch(*args):
         original(*args)
         seen[trainer.epoch] = snapshot(trainer.averages["inference"].module)
+        live[trainer.epoch] = snapshot(trainer.inference)
 
     trainer._run_epoch = run_epoch
     history = trainer.fit(train, valid)
     assert history[3].get("lr_cut")
     assert same(seen[4], seen[2])  # epoch 4's cut went back to epoch 2's average
+    assert not same(seen[2], live[2])  # so that the two rewinds below differ
+    # training goes on from the weights validation chose, or from that epoch's raw ones
+    assert same(live[4], seen[2] if rewind == "average" else live[2])
     saved = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])
     assert saved["lr_cut"] is True
+    with pytest.raises(ValueError, match=r"training\.plateau_rewind_weights"):
+        config(plateau_rewind_weights="best").check()

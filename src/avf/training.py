@@ -76,6 +76,10 @@ class TrainConfig:
     #                            new best since the last cut (0: never), see Trainer.fit
     plateau_factor: float = 0.1  # the cut: both learning rates are multiplied by this
     plateau_restore_best: bool = True  # a cut also rewinds weights and optimisers to the best
+    plateau_rewind_weights: str = "average"  # with ema_decay, training goes on after a rewind
+    #                                          from the best average ("average", the weights
+    #                                          validation chose) or from that epoch's raw
+    #                                          weights ("trained")
     plateau_max_cuts: int = 0  # after this many cuts the next plateau ends training (0: never)
     seed: int = 0
     progress: bool = True
@@ -103,6 +107,8 @@ class TrainConfig:
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
             ("plateau_max_cuts", self.plateau_max_cuts >= 0, "must be >= 0"),
+            ("plateau_rewind_weights", self.plateau_rewind_weights in ("average", "trained"),
+             "must be 'average' or 'trained'"),
             ("plateau_max_cuts", self.plateau_max_cuts == 0 or self.plateau_patience > 0,
              "needs training.plateau_patience > 0 (without it there are no cuts to count)"),
         ]
@@ -271,6 +277,11 @@ class Trainer:
                 opt.load_state_dict(best["optimizers"][name])
         self._apply_weight_decay()
         self._load_averages(best.get("average"))
+        if self.config.plateau_rewind_weights == "average":
+            # The best epoch was chosen by its average, which scores better than that epoch's
+            # raw weights; going on from the raw ones would throw that gain away at every cut.
+            for name, average in self.averages.items():
+                self._part(name).load_state_dict(average.module.state_dict())
 
     def _apply_weight_decay(self) -> None:
         """Set the configured weight decays after loading optimiser states, which carry their
