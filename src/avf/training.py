@@ -188,7 +188,8 @@ class Trainer:
         ``plateau_factor`` once that many validations have passed without a new best since the
         last cut, and (``plateau_restore_best``) the weights and optimiser states go back to the
         best validation's first: a fast rate finds a good region early, a slow one then keeps
-        improving where the fast one would start to overfit. The epoch of a cut is marked
+        improving where the fast one would start to overfit. With weight averages, training
+        goes on from the best average (``plateau_rewind_weights``). The epoch of a cut is marked
         ``lr_cut`` in the metrics.
         """
         if time_limit is not None and not time_limit > 0:
