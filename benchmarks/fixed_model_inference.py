@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from avf.builders import build_inference, build_training_data, observation_size
-from avf.cli import build, weights_used
+from avf.cli import restore, weights_used
 from avf.config import load_config, parse_value
 from avf.evaluation import evaluate
 from avf.inference import PriorOnly
-from avf.training import TrainConfig, Trainer, load_weights
+from avf.training import TrainConfig, Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     cfg = load_config(args.run_dir / "config.toml")
-    model, own = build(cfg)
-    ckpt = load_weights(args.run_dir / "best.pt", model, own, averaged=args.weights == "average")
+    model, own, _, ckpt = restore(cfg, args.run_dir, "best", args.weights)
     train, valid = build_training_data(cfg, args.data_dir)
     other = load_config(args.config).inference
     options = dict(other.options)
