@@ -240,6 +240,24 @@ def test_random_crops() -> None:
         random_crops(songs, 0)
 
 
+def test_crops_per_step_weigh_songs_by_length() -> None:
+    songs = numbered_songs([25, 124, 10])  # 1 and 100 windows; the 10-step song has none
+    crops = random_crops(songs, 25, torch.Generator().manual_seed(0), per="step")
+    assert crops.x.shape == (2, 25, KEYS)  # as many windows as per song
+    for window in crops.x:  # every window is a real window of its song
+        start, song = int(window[0, 0]), int(window[0, 1])
+        assert song in (0, 1) and start + 25 <= (25, 124)[song]
+        assert torch.equal(window[:, 0], torch.arange(start, start + 25, dtype=torch.float32))
+    g = torch.Generator().manual_seed(1)
+    picks = torch.cat([random_crops(songs, 25, g, per="step").x[:, 0, 1] for _ in range(500)])
+    share = float((picks == 1).float().mean())
+    assert abs(share - 100 / 101) < 0.01  # in proportion to the windows a song holds
+    per_song = torch.cat([random_crops(songs, 25, g).x[:, 0, 1] for _ in range(50)])
+    assert float((per_song == 1).float().mean()) == 0.5  # one each
+    with pytest.raises(ValueError, match="unknown crop sampling 'bar': use song or step"):
+        random_crops(songs, 25, per="bar")
+
+
 def test_music_splits() -> None:
     data = {"train": numbered_songs([30, 31, 5]), "valid": numbered_songs([26]),
             "test": numbered_songs([3, 7])}
@@ -254,6 +272,10 @@ def test_music_splits() -> None:
     assert whole_valid["valid"].lengths.tolist() == [26, 40]  # scored as test songs are
     assert torch.equal(whole_valid["valid"].x, music_splits(data, crop=None)["valid"].x)
     assert torch.equal(whole_valid["train"].x, splits["train"].x)  # training windows unchanged
+    data["valid"] = numbered_songs([26, 200])
+    weighted = music_splits(data, crop=25, seed=3, per="step")
+    assert weighted["valid"].x[:, 0, 1].tolist() == [1, 1]  # 2 of 178 windows are in song 0
+    assert weighted["test"].lengths.tolist() == [3, 7]  # test songs are whole either way
 
 
 # -- MIDI -------------------------------------------------------------------------------------

@@ -54,6 +54,10 @@ def test_music_config_parses_and_round_trips(tmp_path: Path) -> None:
     whole = from_dict(music(dataset="jsb", whole_valid=True))
     save_config(whole, tmp_path / "whole.toml")
     assert load_config(tmp_path / "whole.toml").data.whole_valid is True
+    assert cfg.data.crop_sampling == "song"  # the paper's: one window per song
+    per_step = from_dict(music(dataset="jsb", crop_sampling="step"))
+    save_config(per_step, tmp_path / "step.toml")
+    assert load_config(tmp_path / "step.toml").data.crop_sampling == "step"
 
 
 @pytest.mark.parametrize(
@@ -76,6 +80,8 @@ def test_music_config_parses_and_round_trips(tmp_path: Path) -> None:
         (music(dataset="jsb", whole_valid="yes"), r"data\.whole_valid must be true or false"),
         ({"data": {"source": "speech", "dataset": "fsdd", "whole_valid": True}},
          r"data\.whole_valid only applies to source = 'music'"),
+        (music(dataset="jsb", crop_sampling="length"),
+         r"data\.crop_sampling must be one of song, step, got 'length'"),
     ],
 )
 def test_music_schema_errors_are_named(raw: dict, match: str) -> None:
@@ -215,6 +221,11 @@ def test_music_splits_come_from_the_data_dir() -> None:
     assert moved.transpose == 3 and not torch.equal(moved(1).x, train(1).x)
     _, whole = build_training_data(from_dict(music(dataset="jsb", whole_valid=True)), SHARED)
     assert len(whole) == 76 and whole.steps == 4602  # every valid song, whole
+    weighted, weighted_valid = build_training_data(
+        from_dict(music(dataset="jsb", crop_sampling="step")), SHARED)
+    assert weighted.per == "step" and len(weighted) == len(train)  # same windows per epoch
+    assert weighted(1).x.shape == train(1).x.shape and not torch.equal(weighted(1).x, train(1).x)
+    assert weighted_valid.x.shape == valid.x.shape and not torch.equal(weighted_valid.x, valid.x)
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path, capsys) -> None:

@@ -189,14 +189,17 @@ class EpochCrops:
     process, so a run resumed from a checkpoint trains on the windows an uninterrupted run
     would have used. With ``transpose`` = N > 0 (piano rolls only) each window is then shifted
     by a random number of semitones in [-N, N], drawn after the windows from the same stream,
-    so N = 0 gives exactly the windows it gave before the option existed.
+    so N = 0 gives exactly the windows it gave before the option existed. ``per`` chooses
+    between one window per song and windows spread over all time steps (:func:`random_crops`).
     """
 
-    def __init__(self, songs: list[Tensor], length: int, seed: int, transpose: int = 0) -> None:
+    def __init__(self, songs: list[Tensor], length: int, seed: int, transpose: int = 0,
+                 per: str = "song") -> None:
         self.songs = songs
         self.length = length
         self.seed = seed
         self.transpose = transpose
+        self.per = per
         self.count = sum(int(s.shape[0] >= length) for s in songs)
 
     def __len__(self) -> int:
@@ -205,7 +208,7 @@ class EpochCrops:
 
     def __call__(self, epoch: int) -> Sequences:
         generator = torch.Generator().manual_seed(split_seed(self.seed, 0, epoch))
-        windows = random_crops(self.songs, self.length, generator)
+        windows = random_crops(self.songs, self.length, generator, per=self.per)
         if not self.transpose:
             return windows
         shifts = torch.randint(-self.transpose, self.transpose + 1, (len(windows),),
@@ -224,9 +227,11 @@ def _music(
 ) -> tuple[TrainData, Sequences, Sequences]:
     assert data.dataset is not None and data.crop is not None  # DataConfig.check/resolved
     songs = load_music(data.dataset, data_dir)
-    splits = music_splits(songs, data.crop or None, data.seed, whole_valid=bool(data.whole_valid))
-    train = (EpochCrops(songs["train"], data.crop, data.seed, data.transpose or 0) if data.crop
-             else splits["train"])
+    per = data.crop_sampling or "song"
+    splits = music_splits(songs, data.crop or None, data.seed, whole_valid=bool(data.whole_valid),
+                          per=per)
+    train = (EpochCrops(songs["train"], data.crop, data.seed, data.transpose or 0, per)
+             if data.crop else splits["train"])
     return train, splits["valid"], splits["test"]
 
 

@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from avf.data.music import CROP_SAMPLING
 from avf.training import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -42,7 +43,7 @@ class InferenceConfig:
 # error rather than a setting that silently does nothing.
 SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "synthetic": ("train_sequences", "valid_sequences", "test_sequences", "steps", "generator"),
-    "music": ("dataset", "crop", "transpose", "whole_valid"),
+    "music": ("dataset", "crop", "transpose", "whole_valid", "crop_sampling"),
     "speech": ("dataset", "crop", "frame_size"),
     "video": ("dataset", "train_sequences", "valid_sequences", "test_sequences", "steps",
               "num_digits"),
@@ -53,7 +54,7 @@ SPEECH_FRAME = 200  # samples per time step, as in the AVF paper (and VRNN/SRNN)
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "synthetic": {"train_sequences": 256, "valid_sequences": 64, "test_sequences": 64,
                   "steps": 50},
-    "music": {"crop": MUSIC_CROP, "transpose": 0, "whole_valid": False},
+    "music": {"crop": MUSIC_CROP, "transpose": 0, "whole_valid": False, "crop_sampling": "song"},
     "speech": {"crop": 0, "frame_size": SPEECH_FRAME},
     "video": {"train_sequences": 2048, "valid_sequences": 128, "test_sequences": 256,
               "steps": 20, "num_digits": 2},
@@ -82,7 +83,10 @@ class DataConfig:
       as augmentation against overfitting; notes shifted off the 88 keys are dropped.
       ``whole_valid = true`` (false unless set) validates on whole valid songs, the way test
       songs are scored, instead of one window per song: more steps (less noise in the choice
-      of ``best.pt``) at a higher cost per validation.
+      of ``best.pt``) at a higher cost per validation. ``crop_sampling = "step"`` (``"song"``,
+      the paper's, unless set) draws the train and valid windows in proportion to song length
+      instead of one per song, so that long songs weigh in training and in the choice of
+      ``best.pt`` as much as they do in the micro average of the test score.
     * speech: ``dataset`` (``fsdd``, ``timit``, or a directory of WAV files), ``frame_size``
       (waveform samples per time step, 200) and ``crop`` (training windows in frames; 0, the
       default, keeps whole utterances). Waveforms are standardised with the training set's
@@ -106,6 +110,7 @@ class DataConfig:
     num_digits: int | None = None
     transpose: int | None = None
     whole_valid: bool | None = None
+    crop_sampling: str | None = None
 
     def resolved(self) -> DataConfig:
         """The same data with other sources' keys cleared and this source's defaults set."""
@@ -141,6 +146,9 @@ class DataConfig:
                              f"{self.transpose}")
         if self.whole_valid is not None and not isinstance(self.whole_valid, bool):
             raise ValueError(f"data.whole_valid must be true or false, got {self.whole_valid!r}")
+        if self.crop_sampling is not None and self.crop_sampling not in CROP_SAMPLING:
+            raise ValueError(f"data.crop_sampling must be one of {', '.join(CROP_SAMPLING)}, got "
+                             f"{self.crop_sampling!r}")
         if self.transpose and not self.crop:
             raise ValueError("data.transpose needs data.crop > 0: only the fresh training "
                              "windows drawn every epoch are transposed")

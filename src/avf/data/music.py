@@ -224,12 +224,22 @@ def _key(note: Any, where: str, step: int) -> int:
 
 
 # -- splits for training ----------------------------------------------------------------------
-def random_crops(songs: Sequence[Tensor], length: int,
-                 generator: torch.Generator | None = None) -> Sequences:
-    """One random window of ``length`` steps from each song that has that many (others dropped).
+CROP_SAMPLING = ("song", "step")
 
-    Call it once per epoch for fresh windows; with the same ``generator`` state, the same ones.
+
+def random_crops(songs: Sequence[Tensor], length: int,
+                 generator: torch.Generator | None = None, *, per: str = "song") -> Sequences:
+    """Random windows of ``length`` steps, as many as there are songs that long (others dropped).
+
+    ``per="song"`` takes one window from each such song, so a short song is trained on as often
+    as a long one. ``per="step"`` draws every window from all windows of all songs alike (songs
+    picked with replacement, in proportion to the windows they hold), so each time step is
+    equally likely to be seen: the weighting of a test score averaged over all steps (micro),
+    where long songs count in proportion to their length. Call it once per epoch for fresh
+    windows; with the same ``generator`` state, the same ones.
     """
+    if per not in CROP_SAMPLING:
+        raise ValueError(f"unknown crop sampling {per!r}: use {' or '.join(CROP_SAMPLING)}")
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"crop length must be a positive integer, got {length!r}")
     if len(songs) == 0:
@@ -239,6 +249,9 @@ def random_crops(songs: Sequence[Tensor], length: int,
         longest = max(s.shape[0] for s in songs)
         raise ValueError(f"no song has {length} steps or more (the longest has {longest})")
     room = torch.tensor([s.shape[0] - length + 1 for s in kept])
+    if per == "step":
+        picks = torch.multinomial(room.double(), len(kept), replacement=True, generator=generator)
+        kept, room = [kept[i] for i in picks.tolist()], room[picks]
     starts = (torch.rand(len(kept), generator=generator) * room).long().clamp_max(room - 1)
     return Sequences(torch.stack([s[a:a + length] for s, a in zip(kept, starts.tolist(),
                                                                   strict=True)]))
@@ -266,13 +279,14 @@ def transpose_rolls(rolls: Tensor, shifts: Tensor) -> Tensor:
 
 
 def music_splits(data: MusicData, crop: int | None = 25, seed: int = 0, *,
-                 whole_valid: bool = False) -> dict[str, Sequences]:
+                 whole_valid: bool = False, per: str = "song") -> dict[str, Sequences]:
     """Train and valid as one random ``crop``-step window per song; test as whole songs.
 
     Windows make batches of equal length (fast, as in the paper's training); the test split is
     always scored whole, padded with a mask. ``crop=None`` keeps every split whole, and
     ``whole_valid`` the valid split, so that validation measures what the test score does.
     Each split draws from its own seed, so the valid windows do not depend on the size of train.
+    ``per`` is :func:`random_crops`' choice between one window per song and per time step.
     """
     out = {}
     for i, split in enumerate(SPLITS):
@@ -281,7 +295,7 @@ def music_splits(data: MusicData, crop: int | None = 25, seed: int = 0, *,
         else:
             state = np.random.SeedSequence([seed % 2**63, i]).generate_state(1, np.uint64)[0]
             generator = torch.Generator().manual_seed(int(state % 2**63))
-            out[split] = random_crops(data[split], crop, generator)
+            out[split] = random_crops(data[split], crop, generator, per=per)
     return out
 
 
