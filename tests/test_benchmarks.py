@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,3 +122,22 @@ def test_free_energy_by_position_splits_the_test_score_by_step(tmp_path):
     assert whole["free_energy"] == pytest.approx(report["free_energy"], rel=1e-6)
     (pieces,) = result["chunks_of_2"]
     assert pieces["steps"] == 6
+
+
+def test_fresh_validation_continues_a_run_with_its_old_scores_set_aside(tmp_path):
+    from avf.cli import main
+
+    config, run_dir = trained_run(tmp_path)
+    dst = tmp_path / "runs" / "continued"
+    assert "validation history set aside" in run("fresh_validation.py", str(run_dir), str(dst))
+    old = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert main(["train", str(config), "--run-dir", str(dst), "--epochs", "2"]) == 0
+    first, second = (json.loads(line) for line in (dst / "metrics.jsonl").read_text().splitlines())
+    assert "valid_free_energy" not in first
+    assert first["valid_free_energy_before"] == old["valid_free_energy"]
+    assert second["epoch"] == 2 and "valid_free_energy" in second
+    best = torch.load(dst / "best.pt", weights_only=False)
+    assert best["epoch"] == 2 and best["best_valid"] == second["valid_free_energy"]
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fresh_validation.py"),
+                           str(run_dir), str(dst)], capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "is not empty" in done.stderr

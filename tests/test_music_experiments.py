@@ -295,6 +295,9 @@ def test_tuned_music_configs_add_only_the_regularisers_to_the_fast_ones(path: Pa
     assert t.ema_decay == 0.995
     assert t.grad_clip == (10.0 if tuned.inference.name == "iterative" else None)
     t.plateau_patience, t.plateau_max_cuts, t.ema_decay, t.grad_clip = 0, 0, 0.0, None
+    # MuseData's long songs: windows in proportion to song length (BENCHMARKS 5.9)
+    assert tuned.data.crop_sampling == ("step" if path.stem.startswith("musedata") else "song")
+    tuned.data.crop_sampling = "song"
     assert tuned.training == fast.training and tuned.data == fast.data
     assert tuned.model == fast.model and tuned.inference == fast.inference
 
