@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from avf.cli import CONFIG_NAME
 from avf.training import CHECKPOINT
 
 SET_ASIDE = "valid_free_energy_before"
@@ -31,14 +32,14 @@ def fresh_validation(src: Path, dst: Path) -> int:
         raise FileNotFoundError(f"{checkpoint} not found: is {src} a run directory?")
     if dst.exists() and any(dst.iterdir()):
         raise FileExistsError(f"{dst} is not empty: the copy would mix two runs")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     for record in state["history"]:
         if "valid_free_energy" in record:
             record[SET_ASIDE] = record.pop("valid_free_energy")
     state["best_valid"] = None
     dst.mkdir(parents=True, exist_ok=True)
     torch.save(state, dst / CHECKPOINT)
-    shutil.copy(src / "config.toml", dst / "config.toml")
+    shutil.copy(src / CONFIG_NAME, dst / CONFIG_NAME)
     return int(state["epoch"])
 
 

@@ -136,7 +136,7 @@ def test_fresh_validation_continues_a_run_with_its_old_scores_set_aside(tmp_path
     assert "valid_free_energy" not in first
     assert first["valid_free_energy_before"] == old["valid_free_energy"]
     assert second["epoch"] == 2 and "valid_free_energy" in second
-    best = torch.load(dst / "best.pt", weights_only=False)
+    best = torch.load(dst / "best.pt", weights_only=True)
     assert best["epoch"] == 2 and best["best_valid"] == second["valid_free_energy"]
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fresh_validation.py"),
                            str(run_dir), str(dst)], capture_output=True, text=True, check=False)

@@ -225,13 +225,13 @@ def _checked(cfg: ExperimentConfig) -> DataConfig:
 def _music(
     data: DataConfig, data_dir: str | Path | None
 ) -> tuple[TrainData, Sequences, Sequences]:
-    assert data.dataset is not None and data.crop is not None  # DataConfig.check/resolved
+    # DataConfig.check/resolved
+    assert data.dataset is not None and data.crop is not None and data.crop_sampling is not None
     songs = load_music(data.dataset, data_dir)
-    per = data.crop_sampling or "song"
     splits = music_splits(songs, data.crop or None, data.seed, whole_valid=bool(data.whole_valid),
-                          per=per)
-    train = (EpochCrops(songs["train"], data.crop, data.seed, data.transpose or 0, per)
-             if data.crop else splits["train"])
+                          per=data.crop_sampling)
+    train = (EpochCrops(songs["train"], data.crop, data.seed, data.transpose or 0,
+                        data.crop_sampling) if data.crop else splits["train"])
     return train, splits["valid"], splits["test"]
 
 

@@ -280,7 +280,7 @@ def transpose_rolls(rolls: Tensor, shifts: Tensor) -> Tensor:
 
 def music_splits(data: MusicData, crop: int | None = 25, seed: int = 0, *,
                  whole_valid: bool = False, per: str = "song") -> dict[str, Sequences]:
-    """Train and valid as one random ``crop``-step window per song; test as whole songs.
+    """Train and valid as random ``crop``-step windows (one per song by default); test whole.
 
     Windows make batches of equal length (fast, as in the paper's training); the test split is
     always scored whole, padded with a mask. ``crop=None`` keeps every split whole, and
