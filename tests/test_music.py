@@ -27,6 +27,8 @@ from avf.data.music import (
     midi_to_piano_roll,
     music_splits,
     random_crops,
+    roll_to_notes,
+    save_json,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -330,6 +332,145 @@ def test_midi_without_mido(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(sys.modules, "mido", None)  # makes `import mido` fail
     with pytest.raises(ImportError, match=r"pip install 'avf\[midi\]'"):
         midi_to_piano_roll(tmp_path / "any.mid")
+
+
+def write_songs(folder: Path, count: int, first_pitch: int = 40) -> list[Path]:
+    """``count`` one-note MIDI files song_<i>.mid whose pitch and length tell them apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"song_{i}.mid"
+        write_midi(path, [(0, first_pitch + i, 0, 480 * (i + 2))])
+        paths.append(path)
+    return paths
+
+
+def song_pitches(rolls: list[torch.Tensor]) -> list[int]:
+    return [int(roll[0].nonzero().item()) + 21 for roll in rolls]
+
+
+def test_midi_directory_random_split(tmp_path: Path) -> None:
+    from avf.data.midi import load_midi_directory
+
+    paths = write_songs(tmp_path / "nested", 10)
+    (tmp_path / "notes.txt").write_text("not MIDI, not read")
+    songs = load_midi_directory(tmp_path, valid_fraction=0.2, test_fraction=0.1, seed=4)
+    sizes = {s: len(songs[s]) for s in SPLITS}
+    assert sizes == {"train": 7, "valid": 2, "test": 1}
+    pitches = {s: song_pitches(songs[s]) for s in SPLITS}
+    assert sorted(p for split in SPLITS for p in pitches[split]) == list(range(40, 50))
+    for split in SPLITS:  # each roll is the file's own roll
+        for pitch, roll in zip(pitches[split], songs[split], strict=True):
+            assert torch.equal(roll, midi_to_piano_roll(paths[pitch - 40]))
+    again = load_midi_directory(tmp_path, valid_fraction=0.2, test_fraction=0.1, seed=4)
+    assert {s: song_pitches(again[s]) for s in SPLITS} == pitches
+    other = load_midi_directory(tmp_path, valid_fraction=0.2, test_fraction=0.1, seed=5)
+    assert {s: song_pitches(other[s]) for s in SPLITS} != pitches
+
+
+def test_midi_directory_split_folders(tmp_path: Path) -> None:
+    from avf.data.midi import load_midi_directory
+
+    write_songs(tmp_path / "Train", 5, first_pitch=40)
+    write_songs(tmp_path / "test", 2, first_pitch=60)
+    songs = load_midi_directory(tmp_path, valid_fraction=0.2)
+    assert sorted(song_pitches(songs["test"])) == [60, 61]
+    assert len(songs["valid"]) == 1 and len(songs["train"]) == 4  # valid drawn from train/
+    assert sorted(song_pitches(songs["train"] + songs["valid"])) == [40, 41, 42, 43, 44]
+    write_songs(tmp_path / "elsewhere", 1)
+    with pytest.raises(ValueError, match=r"1 MIDI file\(s\) outside train/, valid/, test/"):
+        load_midi_directory(tmp_path)
+
+
+def test_midi_directory_errors(tmp_path: Path) -> None:
+    from avf.data.midi import load_midi_directory
+
+    with pytest.raises(FileNotFoundError, match="no such MIDI folder"):
+        load_midi_directory(tmp_path / "absent")
+    write_songs(tmp_path, 2)
+    with pytest.raises(ValueError, match=r"2 MIDI file\(s\) are too few to split"):
+        load_midi_directory(tmp_path)
+    write_songs(tmp_path, 5)
+    (tmp_path / "broken.mid").write_bytes(b"MThd\x00\x00")  # a header cut short
+    with pytest.raises(ValueError, match=r"broken\.mid: not a readable MIDI file"):
+        load_midi_directory(tmp_path, valid_fraction=0.2, test_fraction=0.2)
+    with pytest.raises(FileNotFoundError, match="no such MIDI file"):
+        midi_to_piano_roll(tmp_path / "absent.mid")
+
+
+def test_avf_data_midi_writes_a_data_set_that_trains(tmp_path: Path, capsys) -> None:
+    from avf.cli import main
+    from avf.data.midi import load_midi_directory
+
+    write_songs(tmp_path / "midi", 10)
+    out = tmp_path / "mine.json"
+    args = ["data", "midi", str(tmp_path / "midi"), "--out", str(out), "--valid-fraction", "0.2",
+            "--test-fraction", "0.2", "--seed", "3"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "train     6 songs" in printed and f'dataset = "{out.as_posix()}"' in printed
+    songs, expected = load_music(str(out)), load_midi_directory(tmp_path / "midi", 0.2, 0.2, 3)
+    for split in SPLITS:
+        assert song_pitches(songs[split]) == song_pitches(expected[split])
+    before = out.read_bytes()
+    assert main(args) == 2  # an existing file is not overwritten without --force
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*args, "--seed", "4", "--force"]) == 0 and out.read_bytes() != before
+    assert main(["data", "midi", str(tmp_path / "midi"), "--out", str(tmp_path / "x.txt")]) == 2
+    assert "--out must name a .json file" in capsys.readouterr().err
+
+    config = tmp_path / "mine.toml"
+    config.write_text(f"""
+[model]
+name = "srnn"
+[model.options]
+latent_dim = 2
+rnn_dim = 4
+hidden = 4
+[inference]
+name = "direct"
+[data]
+source = "music"
+dataset = "{out.as_posix()}"
+crop = 3
+[training]
+epochs = 1
+progress = false
+""")
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+    assert "6 training sequences" in capsys.readouterr().out
+
+
+def test_save_json_round_trip(tmp_path: Path) -> None:
+    data = load_json_songs(tmp_path)
+    path = save_json(data, tmp_path / "out" / "songs.json")
+    back = load_file(path)
+    for split in SPLITS:
+        assert len(back[split]) == len(data[split])
+        for a, b in zip(back[split], data[split], strict=True):
+            assert torch.equal(a, b)
+    assert roll_to_notes(data["train"][0]) == [[60, 64, 67], [62], []]
+
+
+def test_save_json_refuses_bad_rolls_and_keeps_the_old_file(tmp_path: Path) -> None:
+    data = load_json_songs(tmp_path)
+    path = save_json(data, tmp_path / "songs.json")
+    before = path.read_bytes()
+    bad = {**data, "test": [torch.full((3, KEYS), 0.5)]}
+    with pytest.raises(ValueError, match="test sequence 0: the piano roll holds values other"):
+        save_json(bad, path)
+    with pytest.raises(ValueError, match=r"expected a T×88 piano roll, got shape \(3, 12\)"):
+        save_json({**data, "valid": [torch.zeros(3, 12)]}, path)
+    with pytest.raises(ValueError, match="no 'test' split"):
+        save_json({"train": data["train"], "valid": data["valid"]}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def load_json_songs(tmp_path: Path) -> dict[str, list[torch.Tensor]]:
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps(SONGS))
+    return load_file(source)
 
 
 # -- the real data sets -----------------------------------------------------------------------

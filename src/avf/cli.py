@@ -124,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a short version")
     p.add_argument("--out", help="output directory")
 
-    p = sub.add_parser("data", parents=[common], help="list, verify or download data files")
+    p = sub.add_parser("data", parents=[common], help="list, verify or download data files; "
+                       "import MIDI files")
     actions = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     for name, text in (("list", "known data files and whether they are here"),
                        ("verify", "check the files here against their SHA-256"),
@@ -135,6 +136,22 @@ def _parser() -> argparse.ArgumentParser:
                            help="a data set (jsb, nottingham, musedata, piano) or a file name")
         q.add_argument("--data-dir", help="data directory (default: $AVF_DATA_DIR, else "
                        "~/.cache/avf)")
+    q = actions.add_parser("midi", parents=[common], help="turn a folder of your own MIDI files "
+                           "into a music data set (JSON) for [data] dataset")
+    q.add_argument("folder", help="MIDI files (.mid, .midi), searched recursively; subfolders "
+                   "train/, valid/, test/ are used as the split when present")
+    q.add_argument("--out", required=True, help="JSON file to write")
+    q.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="share of the songs held out for validation (default 0.1)")
+    q.add_argument("--test-fraction", type=float, default=0.1,
+                   help="share of the songs held out for testing (default 0.1)")
+    q.add_argument("--seed", type=int, default=0, help="draws the random split (default 0)")
+    q.add_argument("--steps-per-quarter", type=int, default=1,
+                   help="time steps per quarter note (default 1, as in the four sets)")
+    q.add_argument("--drums", action="store_true", help="keep channel 10 (drums)")
+    q.add_argument("--drop-out-of-range", action="store_true",
+                   help="skip notes off the 88 piano keys instead of stopping with an error")
+    q.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     return parser
 
 
@@ -419,6 +436,8 @@ def manage_data(args: argparse.Namespace) -> int:
     """``avf data list|verify|download``: exit status 1 when a file here has the wrong hash."""
     from avf.data import datadir
 
+    if args.data_command == "midi":
+        return import_midi(args)
     root = datadir.resolve_data_dir(args.data_dir)
     # unknown names fail before anything is printed or downloaded
     entries = datadir.known_files(getattr(args, "names", ()))
@@ -446,6 +465,32 @@ def manage_data(args: argparse.Namespace) -> int:
         print("fetch missing files with `avf data download [NAME...]`, or copy them into "
               f"{root / 'polyphonic'}")
     return 1 if counts["mismatch"] else 0
+
+
+def import_midi(args: argparse.Namespace) -> int:
+    """``avf data midi FOLDER --out FILE``: one JSON file that fixes the songs and their split."""
+    from avf.data.midi import load_midi_directory
+    from avf.data.music import save_json
+
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() != ".json":
+        raise ValueError(f"--out must name a .json file (the layout `[data] dataset` reads), "
+                         f"got {str(out)!r}")
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    songs = load_midi_directory(
+        args.folder, args.valid_fraction, args.test_fraction, args.seed,
+        steps_per_quarter=args.steps_per_quarter, drums=args.drums,
+        out_of_range="drop" if args.drop_out_of_range else "error", progress=True)
+    save_json(songs, out)
+    for split, rolls in songs.items():
+        steps = sum(len(r) for r in rolls)
+        short = sum(len(r) < 25 for r in rolls) if split != "test" else 0
+        note = f" ({short} shorter than 25 steps, which 25-step crops leave out)" if short else ""
+        print(f"{split:5s} {len(rolls):5d} songs {steps:8d} steps{note}")
+    print(f"wrote {out}; train on it with [data] source = \"music\", "
+          f"dataset = \"{out.as_posix()}\"")
+    return 0
 
 
 def _error(err: BaseException) -> None:

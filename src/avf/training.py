@@ -14,12 +14,9 @@ one would have seen.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -34,6 +31,7 @@ from torch.optim import Adam, AdamW, Optimizer
 from torch.optim.lr_scheduler import ExponentialLR
 from tqdm.auto import tqdm
 
+from avf.atomic import atomic_write
 from avf.averaging import WeightAverage
 from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
@@ -438,7 +436,7 @@ class Trainer:
         """
         assert self.run_dir is not None
         text = "".join(json.dumps(r) + "\n" for r in self.history)
-        _atomic_write(self.run_dir / METRICS, lambda f: f.write(text.encode("utf-8")))
+        atomic_write(self.run_dir / METRICS, lambda f: f.write(text.encode("utf-8")))
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -464,7 +462,7 @@ class Trainer:
     def save_checkpoint(self, path: str | Path) -> None:
         """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
         state = self.state_dict()
-        _atomic_write(Path(path), lambda f: torch.save(state, f))
+        atomic_write(Path(path), lambda f: torch.save(state, f))
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore weights, optimisers, schedulers, RNG states and counters from ``path``."""
@@ -583,32 +581,3 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     shuffle.set_state(state["shuffle"])
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write to a temporary file in the same directory, fsync it, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's private 0600 is not what users expect
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where the platform can
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -44,10 +44,10 @@ from torch import Tensor
 
 from avf.data.batching import Sequences
 from avf.data.datadir import data_dir_origin, resolve_data_dir
+from avf.data.file_splits import SPLITS, child_dir, split_files
 from avf.data.music import random_crops
 from avf.optional import optional_import
 
-SPLITS = ("train", "valid", "test")
 AUDIO_SUFFIXES = (".wav", ".flac")
 FSDD_FOLDER = Path("speech") / "fsdd"
 FSDD_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<take>\d+)\.wav")
@@ -182,19 +182,6 @@ def _read_splits(files: dict[str, list[Path]], root: Path,
     return AudioData(waves, first[1], names, speakers, source)
 
 
-def _child_dir(folder: Path, name: str) -> Path | None:
-    """The subfolder of ``folder`` called ``name``, in any letter case."""
-    for child in sorted(folder.iterdir()):
-        if child.is_dir() and child.name.lower() == name.lower():
-            return child
-    return None
-
-
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and p.name.lower().endswith(AUDIO_SUFFIXES))
-
-
 def _split_seed(seed: int, index: int) -> int:
     state = np.random.SeedSequence([seed % 2**63, index]).generate_state(1, np.uint64)[0]
     return int(state % 2**63)
@@ -258,47 +245,8 @@ def load_wav_directory(root: str | Path, valid_fraction: float = 0.05,
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"no such audio folder: {root}")
-    folders = {s: _child_dir(root, s) for s in SPLITS}
-    if any(folders.values()):
-        files = _files_from_folders(root, folders, valid_fraction, seed)
-    else:
-        found = _audio_files(root)
-        files = dict(zip(SPLITS, _random_parts(found, [valid_fraction, test_fraction], seed,
-                                               str(root)), strict=True))
+    files = split_files(root, AUDIO_SUFFIXES, valid_fraction, test_fraction, seed, "audio")
     return _read_splits(files, root, None, str(root))
-
-
-def _files_from_folders(root: Path, folders: dict[str, Path | None], valid_fraction: float,
-                        seed: int) -> dict[str, list[Path]]:
-    missing = [s for s in ("train", "test") if folders[s] is None]
-    if missing:
-        raise FileNotFoundError(f"{root}: has split folders but no {' or '.join(missing)}/")
-    files = {s: _audio_files(f) for s, f in folders.items() if f is not None}
-    inside = {p for paths in files.values() for p in paths}
-    outside = [p for p in _audio_files(root) if p not in inside]
-    if outside:
-        raise ValueError(f"{root}: {len(outside)} audio file(s) outside train/, valid/, test/, "
-                         f"e.g. {outside[0]}: move them into a split or elsewhere")
-    if "valid" not in files:
-        files["train"], files["valid"], _ = _random_parts(files["train"], [valid_fraction, 0.0],
-                                                          seed, str(folders["train"]))
-    return files
-
-
-def _random_parts(items: list[Path], fractions: list[float], seed: int, where: str
-                  ) -> tuple[list[Path], list[Path], list[Path]]:
-    """(rest, part 1, part 2) with part sizes round(f * n), at least 1 when f > 0."""
-    if any(not 0 <= f < 1 for f in fractions) or sum(fractions) >= 1:
-        raise ValueError(f"split fractions {fractions} must be in [0, 1) and sum to less than 1")
-    n = len(items)
-    sizes = [max(1, round(f * n)) if f > 0 else 0 for f in fractions]
-    if n - sum(sizes) < 1:
-        raise ValueError(f"{where}: {n} audio file(s) are too few to split into train, valid "
-                         "and test")
-    order = np.random.default_rng(seed).permutation(n).tolist()
-    first, second = order[:sizes[0]], order[sizes[0]:sizes[0] + sizes[1]]
-    rest = order[sizes[0] + sizes[1]:]
-    return tuple(sorted(items[i] for i in part) for part in (rest, first, second))
 
 
 # -- TIMIT ------------------------------------------------------------------------------------
@@ -327,9 +275,9 @@ def load_timit(root: str | Path, valid_speakers: int | float = 0.05, seed: int =
 def _timit_split_dirs(root: Path) -> tuple[Path, Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"no such TIMIT folder: {root}")
-    candidates = [root] + [c for c in (_child_dir(root, "timit"), _child_dir(root, "data")) if c]
+    candidates = [root] + [c for c in (child_dir(root, "timit"), child_dir(root, "data")) if c]
     for folder in candidates:
-        train, test = _child_dir(folder, "train"), _child_dir(folder, "test")
+        train, test = child_dir(folder, "train"), child_dir(folder, "test")
         if train is not None and test is not None:
             return train, test
     raise FileNotFoundError(

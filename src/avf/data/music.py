@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from avf.atomic import atomic_write
 from avf.data.batching import Sequences
 from avf.data.datadir import data_dir_origin, resolve_data_dir
 from avf.optional import optional_import
@@ -125,6 +126,29 @@ def load_json(path: str | Path) -> MusicData:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     return from_note_lists(raw, str(path))
+
+
+def save_json(data: MusicData, path: str | Path) -> Path:
+    """Write splits in :func:`load_json`'s layout; the file appears whole or not at all."""
+    path = Path(path)
+    missing = [s for s in SPLITS if s not in data]
+    if missing:
+        raise ValueError(f"no {', '.join(map(repr, missing))} split to write to {path}")
+    raw = {s: [roll_to_notes(roll, f"{s} sequence {i}") for i, roll in enumerate(data[s])]
+           for s in SPLITS}
+    text = json.dumps(raw, separators=(",", ":"))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
+
+
+def roll_to_notes(roll: Tensor, where: str = "<roll>") -> list[list[int]]:
+    """The inverse of :func:`notes_to_roll`: the MIDI notes on at each step of a [T, 88] roll."""
+    if roll.ndim != 2 or roll.shape[1] != KEYS:
+        raise ValueError(f"{where}: expected a T×{KEYS} piano roll, got shape "
+                         f"{tuple(roll.shape)}")
+    if not torch.isin(roll, torch.tensor([0.0, 1.0], dtype=roll.dtype)).all():
+        raise ValueError(f"{where}: the piano roll holds values other than 0 and 1")
+    return [[LOWEST + k for k in row.nonzero().flatten().tolist()] for row in roll]
 
 
 def load_pickle(path: str | Path) -> MusicData:
@@ -314,7 +338,12 @@ def midi_to_piano_roll(path: str | Path, steps_per_quarter: int = 1, *, drums: b
         raise ValueError(f"steps_per_quarter must be a positive integer, got {steps_per_quarter!r}")
     mido = optional_import("mido", "reading MIDI files", "midi")
     path = Path(path)
-    midi = mido.MidiFile(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such MIDI file: {path}")
+    try:
+        midi = mido.MidiFile(path)
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as err:
+        raise ValueError(f"{path}: not a readable MIDI file ({err})") from err
     per_beat = midi.ticks_per_beat
     cells: set[tuple[int, int]] = set()
     last = 0
