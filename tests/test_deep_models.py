@@ -193,6 +193,34 @@ def test_dmm_encoder_carry_skips_masked_steps():
         torch.testing.assert_close(final[b], h[0])
 
 
+def test_dmm_prior_scale_is_softly_bounded():
+    """A huge z_{t-1} cannot push σ past e² or down to 0; inside the range little changes."""
+    torch.manual_seed(0)
+    bounded = DMM(x_dim=X, latent_dim=Z, transition_dim=8, emission_dim=8)
+    free = DMM(x_dim=X, latent_dim=Z, transition_dim=8, emission_dim=8, prior_log_var_range=None)
+    free.load_state_dict(bounded.state_dict())
+    z = torch.randn(64, Z)
+    inside, raw = bounded.prior(z).base_dist.scale, free.prior(z).base_dist.scale
+    torch.testing.assert_close(inside, raw, rtol=0.01, atol=0.0)
+    with torch.no_grad():  # a scale head that swings σ to both extremes for a large input
+        for net in (bounded, free):
+            net.transition_net.scale.weight.copy_(torch.linspace(-50, 50, Z)[:, None].expand(Z, Z))
+    huge = (1e4 * torch.randn(16, Z)).requires_grad_()
+    scale = bounded.prior(huge).base_dist.scale
+    assert torch.isfinite(scale).all() and (scale > 0).all()
+    assert scale.max() <= torch.tensor(2.0).exp() and scale.min() >= torch.tensor(-7.0).exp()
+    _, raw_scale = free.transition_net(huge)
+    assert raw_scale.min() == 0 and raw_scale.max() > 1e4  # what the bound prevents
+    scale.sum().backward()
+    assert torch.isfinite(huge.grad).all()
+
+
+@pytest.mark.parametrize("bounds", [[4.0, -14.0], [1.0], ["a", 2.0]])
+def test_dmm_prior_bounds_are_checked(bounds):
+    with pytest.raises(ValueError, match="prior_log_var_range must be \\[low, high\\]"):
+        DMM(prior_log_var_range=bounds)
+
+
 @pytest.mark.parametrize("name", ["srnn", "vrnn", "dmm"])
 def test_training_lowers_the_free_energy(name):
     model, encoder = small(name)

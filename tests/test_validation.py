@@ -86,5 +86,23 @@ def test_non_finite_free_energy_names_step_and_term():
 def test_distribution_errors_name_the_step(tiny_model):
     x = torch.zeros(2, 4, 5)
     x[0, 2, 0] = 3.0  # outside a Bernoulli's support
-    with pytest.raises(ValueError, match="at time step 2"):
+    with pytest.raises(ValueError, match="at time step 2") as info:
         filter_sequences(tiny_model, PriorOnly(), x)
+    assert "outside the likelihood's support" in str(info.value)
+    assert "tensor(" not in str(info.value)  # torch's dump of the whole batch is cut
+
+
+def test_an_invalid_model_parameter_is_reported_as_divergence(tiny_model, monkeypatch):
+    calls = []
+    prior = type(tiny_model).prior
+
+    def prior_that_breaks(state):  # fine for the model check and step 0, NaN scale after that
+        calls.append(1)
+        if len(calls) > 2:
+            state = state * float("nan")
+        return prior(tiny_model, state)
+
+    monkeypatch.setattr(tiny_model, "prior", prior_that_breaks)
+    with pytest.raises(ValueError, match="at time step 1: Expected parameter loc") as info:
+        filter_sequences(tiny_model, PriorOnly(), torch.zeros(2, 4, 5))
+    assert "the run has diverged" in str(info.value) and "tensor(" not in str(info.value)

@@ -114,7 +114,7 @@ def filter_sequences(
         try:
             out = filter_step(model, inference, state, carry, x[:, t], beta, n_samples)
         except ValueError as err:  # e.g. torch.distributions' argument checks
-            raise ValueError(f"at time step {t}: {err}") from err
+            raise ValueError(f"at time step {t}: {_short_reason(err)}") from err
         if check_finite:
             check_finite_terms(t, keep, reconstruction=out.terms.recon, kl=out.terms.kl)
         cols["fe"].append(_scored(out.terms.free_energy, keep))
@@ -175,3 +175,21 @@ def backward(output: FilterOutput, model: nn.Module | None, inference: nn.Module
             output.extra_loss.backward(inputs=phi)
     elif phi and output.inference_loss.requires_grad:
         output.inference_loss.backward(inputs=phi)
+
+
+def _short_reason(err: ValueError) -> str:
+    """torch.distributions' message without the tensor it prints, plus what usually causes it.
+
+    An invalid distribution parameter (a scale of 0, a NaN mean) in the middle of a sequence
+    nearly always means the weights diverged, and the printed tensor rarely shows the bad entry.
+    """
+    text = str(err)
+    cut = text.find("but found invalid values")
+    if cut < 0:
+        return text
+    if text.startswith("Expected value argument"):
+        return (text[:cut] + "but found invalid values: the data at this step are outside "
+                "the likelihood's support (for a Bernoulli, values other than 0 and 1)")
+    return (text[:cut] + "but found invalid values (NaN, infinite or outside the allowed "
+            "range). If this happens during training, the run has diverged: lower the learning "
+            "rates or set training.grad_clip, and resume from the last checkpoint")
