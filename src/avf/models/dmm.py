@@ -11,11 +11,12 @@ One departure from the paper: σ is kept inside ``prior_log_var_range`` by a sof
 state is the sample z itself, so a large σ gives a large z, which gives a larger σ at the next
 step. With an encoder that loop is harmless, but AVF starts every posterior at the prior and so
 closes it: on JSB at learning rate 1e-3 the posterior's variance followed the prior's up within
-13 updates, |z| reached 4·10⁴ and σ underflowed to 0 by step 8 (BENCHMARKS §5.10). The default
-bound keeps σ between e⁻⁷ and e²; with a ceiling of e⁴ the same run still diverged (KL 1150
-nats per step after 6 epochs). Inside the range the bound is smooth and close to the identity
-(an untrained model's σ ≈ 0.7 moves by 0.5 %). ``None`` removes it (Python only: TOML has no
-null).
+13 updates, |z| reached 4·10⁴ and σ underflowed to 0 by step 8, a crash. With the bound (σ from
+e⁻⁷ to e²) that run trained (6 epochs checked; a ceiling of e⁴ still diverged). It is not a cure:
+with x_t fed to AVF and gradient clipping, the means ran away instead within the first epoch
+(BENCHMARKS §5.10), so DMM with AVF at that learning rate and KL annealing is not stable yet.
+Inside the range the bound is smooth and close to the identity (an untrained model's σ ≈ 0.7
+moves by 0.5 %). ``None`` removes it (Python only: TOML has no null).
 """
 
 from __future__ import annotations
