@@ -196,8 +196,9 @@ def test_dmm_encoder_carry_skips_masked_steps():
 def test_dmm_prior_scale_is_softly_bounded():
     """A huge z_{t-1} cannot push σ past e² or down to 0; inside the range little changes."""
     torch.manual_seed(0)
-    bounded = DMM(x_dim=X, latent_dim=Z, transition_dim=8, emission_dim=8)
-    free = DMM(x_dim=X, latent_dim=Z, transition_dim=8, emission_dim=8, prior_log_var_range=None)
+    bounded = DMM(x_dim=X, latent_dim=Z, transition_dim=8, emission_dim=8,
+                  prior_log_var_range=(-14.0, 4.0))
+    free = DMM(x_dim=X, latent_dim=Z, transition_dim=8, emission_dim=8)  # the paper's: no bound
     free.load_state_dict(bounded.state_dict())
     z = torch.randn(64, Z)
     inside, raw = bounded.prior(z).base_dist.scale, free.prior(z).base_dist.scale

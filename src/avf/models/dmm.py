@@ -7,16 +7,13 @@ where μ mixes a linear and a nonlinear proposal through a learned gate, so the 
 near-linear where that fits and bend where it must. The chain starts from a learned z_0. The
 state is z_{t-1} alone: the model has no deterministic recurrence.
 
-One departure from the paper: σ is kept inside ``prior_log_var_range`` by a soft bound. The
-state is the sample z itself, so a large σ gives a large z, which gives a larger σ at the next
-step. With an encoder that loop is harmless, but AVF starts every posterior at the prior and so
-closes it: on JSB at learning rate 1e-3 the posterior's variance followed the prior's up within
-13 updates, |z| reached 4·10⁴ and σ underflowed to 0 by step 8, a crash. With the bound (σ from
-e⁻⁷ to e²) that run trained (6 epochs checked; a ceiling of e⁴ still diverged). It is not a cure:
-with x_t fed to AVF and gradient clipping, the means ran away instead within the first epoch
-(BENCHMARKS §5.10), so DMM with AVF at that learning rate and KL annealing is not stable yet.
-Inside the range the bound is smooth and close to the identity (an untrained model's σ ≈ 0.7
-moves by 0.5 %). ``None`` removes it (Python only: TOML has no null).
+``prior_log_var_range`` (off by default, as in the paper) bounds log σ² softly. It exists
+because of a loop that AVF closes: the state is the sample z itself, so a large σ gives a large
+z, which gives a larger σ at the next step, and AVF starts every posterior at the prior. On JSB
+at learning rate 1e-3 the posterior's variance followed the prior's up within 13 updates, |z|
+reached 4·10⁴ and σ underflowed to 0, a crash. The bound (e.g. [-14, 4]) removes that crash but
+not the instability behind it: the means still ran away (training KL up to 10²² in some epochs),
+so DMM with AVF at that learning rate and with KL annealing is not stable yet (BENCHMARKS §5.10).
 """
 
 from __future__ import annotations
@@ -74,7 +71,7 @@ class DMM(StepModel):
         transition_dim: int = 200,
         emission_dim: int = 100,
         emission_layers: int = 2,
-        prior_log_var_range: Sequence[float] | None = (-14.0, 4.0),
+        prior_log_var_range: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.x_dim = x_dim
