@@ -23,6 +23,7 @@ from avf.inference.base import InferenceProcedure, StepProblem
 from avf.model import check_model, detach_state, map_state, select_state
 from avf.objectives import StepTerms, detach_distribution, step_terms
 from avf.validation import (
+    NonFiniteError,
     check_finite_terms,
     check_sequences,
     mask_has_holes,
@@ -114,7 +115,7 @@ def filter_sequences(
         try:
             out = filter_step(model, inference, state, carry, x[:, t], beta, n_samples)
         except ValueError as err:  # e.g. torch.distributions' argument checks
-            raise ValueError(f"at time step {t}: {_short_reason(err)}") from err
+            raise _step_error(t, err) from err
         if check_finite:
             check_finite_terms(t, keep, reconstruction=out.terms.recon, kl=out.terms.kl)
         cols["fe"].append(_scored(out.terms.free_energy, keep))
@@ -177,19 +178,22 @@ def backward(output: FilterOutput, model: nn.Module | None, inference: nn.Module
         output.inference_loss.backward(inputs=phi)
 
 
-def _short_reason(err: ValueError) -> str:
-    """torch.distributions' message without the tensor it prints, plus what usually causes it.
+def _step_error(t: int, err: ValueError) -> Exception:
+    """torch.distributions' message without the tensor it prints, and who is at fault.
 
-    An invalid distribution parameter (a scale of 0, a NaN mean) in the middle of a sequence
-    nearly always means the weights diverged, and the printed tensor rarely shows the bad entry.
+    Data outside the likelihood's support stay a ``ValueError``. An invalid distribution
+    parameter (a scale of 0, a NaN mean) in the middle of a sequence nearly always means the
+    weights diverged, so it becomes a :class:`NonFiniteError`, which the trainer reports with
+    the epoch and batch, like a NaN free energy.
     """
     text = str(err)
     cut = text.find("but found invalid values")
     if cut < 0:
-        return text
+        return ValueError(f"at time step {t}: {text}")
     if text.startswith("Expected value argument"):
-        return (text[:cut] + "but found invalid values: the data at this step are outside "
-                "the likelihood's support (for a Bernoulli, values other than 0 and 1)")
-    return (text[:cut] + "but found invalid values (NaN, infinite or outside the allowed "
-            "range). If this happens during training, the run has diverged: lower the learning "
-            "rates or set training.grad_clip, and resume from the last checkpoint")
+        return ValueError(f"at time step {t}: {text[:cut]}but found invalid values: the data at "
+                          "this step are outside the likelihood's support (for a Bernoulli, "
+                          "values other than 0 and 1)")
+    return NonFiniteError(f"at time step {t}: {text[:cut]}but found invalid values (NaN, "
+                          "infinite or outside the allowed range); lower the learning rates or "
+                          "set training.grad_clip")
