@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from avf.atomic import atomic_write
 from avf.cli import CONFIG_NAME
 from avf.training import CHECKPOINT
 
@@ -38,7 +39,7 @@ def fresh_validation(src: Path, dst: Path) -> int:
             record[SET_ASIDE] = record.pop("valid_free_energy")
     state["best_valid"] = None
     dst.mkdir(parents=True, exist_ok=True)
-    torch.save(state, dst / CHECKPOINT)
+    atomic_write(dst / CHECKPOINT, lambda f: torch.save(state, f))
     shutil.copy(src / CONFIG_NAME, dst / CONFIG_NAME)
     return int(state["epoch"])
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 from typing import BinaryIO
+
+from avf.atomic import atomic_write
 
 ENV_VAR = "AVF_DATA_DIR"
 
@@ -192,20 +193,16 @@ def fetch(entry: KnownFile, data_dir: str | Path, *, force: bool = False,
     here = entry.locate(data_dir)
     if not force and here is not None and sha256_of(here) == entry.sha256:
         return here
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _copy_url(entry, out, target, timeout)
+
+    def write(out: BinaryIO) -> None:  # raising here leaves no file behind (atomic_write)
+        digest = _copy_url(entry, out, target, timeout)
         if digest != entry.sha256:
             raise ChecksumError(
                 f"{entry.url} gave a file with SHA-256 {digest}, not the expected "
                 f"{entry.sha256}; nothing was written. The source may have changed: get "
                 f"{entry.name} elsewhere, check it with `avf data verify`, and put it at {target}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, write)
     return target
 
 

@@ -107,12 +107,7 @@ def load_mat(path: str | Path) -> MusicData:
         rolls = []
         for i, cell in enumerate(np.asarray(mat[var], dtype=object).ravel()):
             roll = np.asarray(cell)
-            where = f"{path} ({split} sequence {i})"
-            if roll.ndim != 2 or roll.shape[1] != KEYS:
-                raise ValueError(f"{where}: expected a T×{KEYS} piano roll, got shape "
-                                 f"{roll.shape}")
-            if not np.isin(roll, (0, 1)).all():
-                raise ValueError(f"{where}: the piano roll holds values other than 0 and 1")
+            check_roll(roll, f"{path} ({split} sequence {i})")
             rolls.append(torch.from_numpy(roll.astype(np.float32)))
         out[split] = rolls
     return out
@@ -143,12 +138,17 @@ def save_json(data: MusicData, path: str | Path) -> Path:
 
 def roll_to_notes(roll: Tensor, where: str = "<roll>") -> list[list[int]]:
     """The inverse of :func:`notes_to_roll`: the MIDI notes on at each step of a [T, 88] roll."""
+    check_roll(roll, where)
+    return [[LOWEST + k for k in row.nonzero().flatten().tolist()] for row in roll]
+
+
+def check_roll(roll: np.ndarray | Tensor, where: str) -> None:
+    """A [T, 88] array (numpy or torch) of 0s and 1s, or a ValueError that says what is not."""
     if roll.ndim != 2 or roll.shape[1] != KEYS:
         raise ValueError(f"{where}: expected a T×{KEYS} piano roll, got shape "
                          f"{tuple(roll.shape)}")
-    if not torch.isin(roll, torch.tensor([0.0, 1.0], dtype=roll.dtype)).all():
+    if not bool(((roll == 0) | (roll == 1)).all()):
         raise ValueError(f"{where}: the piano roll holds values other than 0 and 1")
-    return [[LOWEST + k for k in row.nonzero().flatten().tolist()] for row in roll]
 
 
 def load_pickle(path: str | Path) -> MusicData:
