@@ -29,7 +29,7 @@ from avf.builders import (
     observation_size,
     with_bin_width,
 )
-from avf.config import ExperimentConfig, load_config, save_config
+from avf.config import MUSIC_CROP, ExperimentConfig, load_config, save_config
 from avf.data import Sequences
 from avf.evaluation import Score, evaluate
 from avf.training import BEST, CHECKPOINT, METRICS, Trainer, load_weights
@@ -485,8 +485,9 @@ def import_midi(args: argparse.Namespace) -> int:
     save_json(songs, out)
     for split, rolls in songs.items():
         steps = sum(len(r) for r in rolls)
-        short = sum(len(r) < 25 for r in rolls) if split != "test" else 0
-        note = f" ({short} shorter than 25 steps, which 25-step crops leave out)" if short else ""
+        short = sum(len(r) < MUSIC_CROP for r in rolls) if split != "test" else 0
+        note = (f" ({short} shorter than {MUSIC_CROP} steps, which the default "
+                f"{MUSIC_CROP}-step crops leave out)" if short else "")
         print(f"{split:5s} {len(rolls):5d} songs {steps:8d} steps{note}")
     print(f"wrote {out}; train on it with [data] source = \"music\", "
           f"dataset = \"{out.as_posix()}\"")
