@@ -1,6 +1,7 @@
 """Benchmark scripts stay runnable: tiny smoke runs that write their JSON."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,24 @@ def test_fresh_validation_continues_a_run_with_its_old_scores_set_aside(tmp_path
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fresh_validation.py"),
                            str(run_dir), str(dst)], capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "is not empty" in done.stderr
+
+
+def test_music_key_frequencies_scores_independent_keys_exactly(tmp_path):
+    from avf.data.music import KEYS, save_json
+
+    train = torch.zeros(4, KEYS)
+    train[:2, 0] = 1  # key 0 on half the time, key 1 a quarter, the other 86 never
+    train[0, 1] = 1
+    test_song = torch.zeros(2, KEYS)
+    test_song[0, 0] = 1
+    path = save_json({"train": [train], "valid": [train], "test": [test_song]},
+                     tmp_path / "songs.json")
+    out = tmp_path / "floor.json"
+    table = run("music_key_frequencies.py", "--sets", str(path), "--json", str(out))
+    assert "| 1 | 2 |" in table
+    row = json.loads(out.read_text())["rows"][0]
+    # key 0: on once and off once at f = 1/2; key 1 off at f = 1/4; 86 keys off at the clip 1e-4
+    expected = -math.log(0.5) - math.log(0.75) - 86 * math.log(1 - 1e-4)
+    assert row["micro"] == pytest.approx(expected, rel=1e-9)
+    assert row["macro"] == pytest.approx(expected, rel=1e-9)
+    assert row["keys_never_on_in_training"] == 86
