@@ -26,6 +26,10 @@ class BlockEncoder(nn.Module):
     ``layernorm`` is the paper's choice. On a small latent it throws away the gradient's scale
     (a 4-d gradient normalised to zero mean and unit variance says little about how far the
     optimum is), so the default is ``signlog``, which keeps magnitude in a compressed form.
+    ``signlog`` passes the posterior parameters through unchanged, so the network's update
+    grows with them. Where the model feeds the sample back into a transition unbounded in z (the
+    DMM), that closes a loop (larger parameters, larger updates, larger z, larger parameters)
+    and training diverged, while ``layernorm``, which bounds every block, trained.
     """
 
     def __init__(self, size: int, encoding: Encoding, is_gradient: bool) -> None:

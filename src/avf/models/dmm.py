@@ -7,13 +7,16 @@ where μ mixes a linear and a nonlinear proposal through a learned gate, so the 
 near-linear where that fits and bend where it must. The chain starts from a learned z_0. The
 state is z_{t-1} alone: the model has no deterministic recurrence.
 
-``prior_log_var_range`` (off by default, as in the paper) bounds log σ² softly. It exists
-because of a loop that AVF closes: the state is the sample z itself, so a large σ gives a large
-z, which gives a larger σ at the next step, and AVF starts every posterior at the prior. On JSB
-at learning rate 1e-3 the posterior's variance followed the prior's up within 13 updates, |z|
-reached 4·10⁴ and σ underflowed to 0, a crash. The bound (e.g. [-14, 4]) removes that crash but
-not the instability behind it: the means still ran away (training KL up to 10²² in some epochs),
-so DMM with AVF at that learning rate and with KL annealing is not stable yet (BENCHMARKS §5.10).
+With AVF, use the iterative model's ``encoding="layernorm"``. The state is the sample z itself,
+the transition is unbounded in z, and AVF starts every posterior at the prior; ``signlog`` feeds
+the posterior parameters to the update network raw, so the updates grew with the parameters,
+and the parameters, through z and the next prior, with the updates. On JSB that diverged within
+8 epochs at learning rate 1e-4 and within 14 updates at 1e-3 (|z| up to 10²–10⁴, then σ = 0);
+with ``layernorm`` the same runs trained (BENCHMARKS §5.10).
+
+``prior_log_var_range`` (off by default, as in the paper) bounds log σ² softly. It was a first
+guard against that loop: with ``signlog`` it removed the σ = 0 crash but not the divergence of
+the means, so it is not needed with ``layernorm`` and stays opt-in.
 """
 
 from __future__ import annotations
