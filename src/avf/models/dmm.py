@@ -14,9 +14,12 @@ and the parameters, through z and the next prior, with the updates. On JSB that 
 8 epochs at learning rate 1e-4 and within 14 updates at 1e-3 (|z| up to 10²–10⁴, then σ = 0);
 with ``layernorm`` the same runs trained (BENCHMARKS §5.10).
 
-``prior_log_var_range`` (off by default, as in the paper) bounds log σ² softly. It was a first
-guard against that loop: with ``signlog`` it removed the σ = 0 crash but not the divergence of
-the means, so it is not needed with ``layernorm`` and stays opt-in.
+``prior_log_var_range`` (off by default, as in the paper) bounds log σ² softly. Nothing else
+bounds the latent's scale (KL and likelihood do not change if z and the networks are rescaled
+together), and with AVF it drifted: with ``layernorm`` and x_t at learning rate 1e-3, |z| grew to
+10² and σ reached 0 in epoch 17, while with the bound [-14, 4] the run trained. The shipped DMM
+configs set that bound, for the baseline too, so that both train the same model. On its own,
+with ``signlog``, the bound removes the σ = 0 crash but not the divergence.
 """
 
 from __future__ import annotations
