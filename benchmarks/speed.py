@@ -29,11 +29,11 @@ def model_factories() -> dict[str, type[nn.Module]]:
     return {"srnn": SRNN, "vrnn": VRNN, "dmm": DMM}
 
 
-def procedures(model: nn.Module, hidden: int) -> dict[str, nn.Module]:
+def procedures(model: nn.Module, hidden: int, encoding: str = "signlog") -> dict[str, nn.Module]:
     return {
         "baseline": model.baseline_encoder(),
-        "avf_k1": Iterative(model.latent_dim, iterations=1, hidden=hidden),
-        "avf_k5": Iterative(model.latent_dim, iterations=5, hidden=hidden),
+        "avf_k1": Iterative(model.latent_dim, iterations=1, hidden=hidden, encoding=encoding),
+        "avf_k5": Iterative(model.latent_dim, iterations=5, hidden=hidden, encoding=encoding),
     }
 
 
@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--avf-hidden", type=int, default=1024,
                         help="width of AVF's two highway layers (the paper's is 1024)")
+    parser.add_argument("--avf-encoding", default="signlog",
+                        choices=("signlog", "layernorm", "raw"),
+                        help="how AVF's network encodes its inputs (the DMM's config: layernorm)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", default="benchmarks/results/speed.json")
@@ -107,7 +110,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = model_factories()[name]().to(device)
         baseline_time = None
-        for label, inference in procedures(model, args.avf_hidden).items():
+        for label, inference in procedures(model, args.avf_hidden, args.avf_encoding).items():
             inference = inference.to(device)
             seconds = time_training(model, inference, x, args.repeats)
             baseline_time = seconds if label == "baseline" else baseline_time
@@ -125,7 +128,7 @@ def main() -> None:
                   f"x{r['relative_to_baseline']:.2f} vs baseline", flush=True)
     meta = {"data": source, "batch": list(x.shape), "threads": args.threads,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "avf_hidden": args.avf_hidden,
+            "avf_hidden": args.avf_hidden, "avf_encoding": args.avf_encoding,
             "repeats": args.repeats, "platform": platform.platform(),
             "torch": torch.__version__, "python": platform.python_version()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

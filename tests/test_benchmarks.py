@@ -35,8 +35,10 @@ def test_inference_gap_trains_scores_and_reports(tmp_path):
 def test_speed_benchmark_writes_rows(tmp_path):
     out = tmp_path / "speed.json"
     run("speed.py", "--data-dir", str(tmp_path / "nothing"), "--models", "dmm",
-        "--repeats", "1", "--threads", "1", "--avf-hidden", "32", "--json", str(out))
+        "--repeats", "1", "--threads", "1", "--avf-hidden", "32", "--avf-encoding", "layernorm",
+        "--json", str(out))
     result = json.loads(out.read_text())
+    assert result["meta"]["avf_encoding"] == "layernorm"
     assert result["meta"]["data"] == "random binary rolls"
     assert [r["inference"] for r in result["rows"]] == ["baseline", "avf_k1", "avf_k5"]
 
