@@ -29,11 +29,16 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     report = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
     binned = report.get("discretized", {})
     iterations = cfg.inference.options.get("iterations")
+    # the iterative model's input encoding (its default, signlog, when the config names none)
+    encoding = (cfg.inference.options.get("encoding", "signlog")
+                if cfg.inference.name == "iterative" else None)
     return {
         "run": run_dir.name,
         "model": cfg.model.name,
         "inference": cfg.inference.name + (f" K={iterations}" if iterations else "")
-        + (" + x_t" if cfg.inference.options.get("x_input") else ""),
+        + (" + x_t" if cfg.inference.options.get("x_input") else "")
+        + (f", {encoding}" if encoding not in (None, "signlog") else ""),
+        "encoding": encoding,
         "data": f"{cfg.data.source}:{cfg.data.dataset}",
         "dropout": cfg.model.options.get("dropout"),
         "transpose": cfg.data.transpose,

@@ -68,6 +68,7 @@ def test_runs_table_collects_a_trained_run(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     report = json.loads((run_dir / "eval_test.json").read_text())
     assert row["test_free_energy"] == report["free_energy"] and row["test_steps"] == 6
+    assert row["encoding"] == "signlog"  # the iterative model's default, named in the row
 
 
 def test_fixed_model_inference_trains_inference_alone(tmp_path):
