@@ -166,3 +166,23 @@ def test_music_key_frequencies_scores_independent_keys_exactly(tmp_path):
     assert row["micro"] == pytest.approx(expected, rel=1e-9)
     assert row["macro"] == pytest.approx(expected, rel=1e-9)
     assert row["keys_never_on_in_training"] == 86
+
+
+def test_latent_scale_trace_writes_one_record_per_training_batch(tmp_path):
+    config = tmp_path / "dmm.toml"
+    config.write_text(
+        'name = "dmm_trace"\n[model]\nname = "dmm"\n[model.options]\nx_dim = 6\nlatent_dim = 3\n'
+        'transition_dim = 8\nemission_dim = 8\n[inference]\nname = "iterative"\n'
+        '[inference.options]\nhidden = 16\nencoding = "layernorm"\n[data]\nsource = "synthetic"\n'
+        'train_sequences = 20\nvalid_sequences = 4\ntest_sequences = 4\nsteps = 5\n'
+        '[training]\nepochs = 2\nbatch_size = 8\nprogress = false\n')
+    out = tmp_path / "trace.jsonl"
+    printed = run("latent_scale_trace.py", "--out", str(out), "--every", "1", "--",
+                  str(config), "--run-dir", str(tmp_path / "run"))
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["batch"] for r in records] == [1, 2, 3, 4, 5, 6]  # 3 batches of 20 × 2 epochs
+    first = records[0]
+    assert first["max_abs_z"] > 0 and "max_abs_z" in printed
+    assert first["prior_log_var_min"] <= first["prior_log_var_max"]
+    assert first["posterior_log_var_min"] <= first["posterior_log_var_max"]
+    assert math.isfinite(first["max_mean_shift_in_prior_sigmas"])
