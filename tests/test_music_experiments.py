@@ -312,7 +312,7 @@ def test_every_tuned_config_is_shipped() -> None:
 def test_dmm_with_avf_trains_its_first_epoch_at_a_high_learning_rate(tmp_path: Path) -> None:
     """The shipped DMM + AVF config layer-normalises the network's inputs. With the raw
     posterior parameters of "signlog" the same epoch diverged: without the config's prior bound,
-    a scale of 0 at batch 14 after |z| grew to 10²–10³; with it, a training KL of 10²²."""
+    a scale of 0 at batch 14 after |z| grew to 10²–10⁴; with it, a training KL of 10²²."""
     config = MUSIC / "jsb_dmm_avf_k1.toml"
     assert load_config(config).inference.options["encoding"] == "layernorm"
     run = tmp_path / "run"

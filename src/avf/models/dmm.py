@@ -12,7 +12,7 @@ the transition is unbounded in z, and AVF starts every posterior at the prior; `
 the posterior parameters to the update network raw, so the updates grew with the parameters,
 and the parameters, through z and the next prior, with the updates. On JSB that diverged within
 8 epochs at learning rate 1e-4 and within 14 updates at 1e-3 (|z| up to 10²–10⁴, then σ = 0);
-with ``layernorm`` the same runs trained (BENCHMARKS §5.10).
+with ``layernorm`` the same runs trained (BENCHMARKS §5.11).
 
 ``prior_log_var_range`` (off by default, as in the paper) bounds log σ² softly. Nothing else
 bounds the latent's scale (KL and likelihood do not change if z and the networks are rescaled
