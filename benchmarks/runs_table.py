@@ -10,13 +10,17 @@ the rows as JSON, so every number in the table can be traced to the run that pro
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 from pathlib import Path
 from typing import Any
 
 from avf.config import load_config
+from avf.inference import Iterative
 from avf.plots import read_metrics
+
+DEFAULT_ENCODING = inspect.signature(Iterative).parameters["encoding"].default
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
@@ -29,15 +33,15 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     report = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
     binned = report.get("discretized", {})
     iterations = cfg.inference.options.get("iterations")
-    # the iterative model's input encoding (its default, signlog, when the config names none)
-    encoding = (cfg.inference.options.get("encoding", "signlog")
+    # the iterative model's input encoding (its default when the config names none)
+    encoding = (cfg.inference.options.get("encoding", DEFAULT_ENCODING)
                 if cfg.inference.name == "iterative" else None)
     return {
         "run": run_dir.name,
         "model": cfg.model.name,
         "inference": cfg.inference.name + (f" K={iterations}" if iterations else "")
         + (" + x_t" if cfg.inference.options.get("x_input") else "")
-        + (f", {encoding}" if encoding not in (None, "signlog") else ""),
+        + (f", {encoding}" if encoding not in (None, DEFAULT_ENCODING) else ""),
         "encoding": encoding,
         "data": f"{cfg.data.source}:{cfg.data.dataset}",
         "dropout": cfg.model.options.get("dropout"),

@@ -16,12 +16,14 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import get_args
 
 import torch
 from torch import nn
 
 from avf import Iterative, StreamingFilter, backward, filter_sequences
 from avf.data.music import load_music, random_crops
+from avf.inference.iterative import Encoding
 from avf.models import DMM, SRNN, VRNN
 
 
@@ -93,8 +95,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--avf-hidden", type=int, default=1024,
                         help="width of AVF's two highway layers (the paper's is 1024)")
-    parser.add_argument("--avf-encoding", default="signlog",
-                        choices=("signlog", "layernorm", "raw"),
+    parser.add_argument("--avf-encoding", default="signlog", choices=get_args(Encoding),
                         help="how AVF's network encodes its inputs (the DMM's config: layernorm)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
