@@ -40,7 +40,11 @@ def test_speed_benchmark_writes_rows(tmp_path):
     result = json.loads(out.read_text())
     assert result["meta"]["avf_encoding"] == "layernorm"
     assert result["meta"]["data"] == "random binary rolls"
-    assert [r["inference"] for r in result["rows"]] == ["baseline", "avf_k1", "avf_k5"]
+    rows = result["rows"]
+    assert [r["inference"] for r in rows] == ["baseline", "avf_k1", "avf_k5"]
+    # four more gradient evaluations and network passes per step: more arithmetic, counted
+    assert rows[0]["flops_relative_to_baseline"] == 1.0
+    assert 0 < rows[1]["train_gflop_per_step"] < rows[2]["train_gflop_per_step"]
 
 
 TINY = ('[model.options]\nlatent_dim = 2\nobs_dim = 2\n'
