@@ -26,7 +26,7 @@ def test_gradient_descent_finds_the_exact_posterior():
     assert trace[-1] < trace[0] - 1.0
 
 
-@pytest.mark.parametrize("encoding", ["signlog", "layernorm", "raw"])
+@pytest.mark.parametrize("encoding", ["signlog", "layernorm", "hybrid", "raw"])
 @pytest.mark.parametrize("update", ["highway", "learned_step", "residual"])
 def test_iterative_variants_run_on_any_model(encoding, update, binary_data):
     torch.manual_seed(0)
@@ -67,6 +67,34 @@ def test_iterative_learns_to_beat_the_prior():
         prior_only = filter_sequences(model, PriorOnly(), x).per_step()
     best = float(model.optimal_filtering_free_energy(x).mean())
     assert learned - best < 0.3 * (prior_only - best)
+
+
+@pytest.mark.parametrize("encoding", ["signlog", "layernorm", "hybrid", "raw"])
+def test_each_encoding_treats_parameters_gradients_and_data_as_documented(encoding):
+    """Blocks: means, log-variances (3 each), then their gradients, then x_t (2)."""
+    torch.manual_seed(0)
+    inference = Iterative(3, hidden=8, encoding=encoding, x_dim=2)
+    params, grad, x = torch.randn(4, 6), 100 * torch.randn(4, 6), torch.randn(4, 2)
+    with torch.no_grad():
+        out = inference._encode(params, grad, x)
+        scaled = inference._encode(10 * params, 10 * grad, 10 * x)
+
+    def normalised(block):  # layer norm at its initial unit gain and zero bias
+        return (block - block.mean(-1, keepdim=True)) / block.std(-1, unbiased=False,
+                                                                   keepdim=True)
+
+    expect_params = params if encoding in ("signlog", "raw") else torch.cat(
+        [normalised(params[:, :3]), normalised(params[:, 3:])], -1)
+    expect_grad = {"layernorm": torch.cat([normalised(grad[:, :3]), normalised(grad[:, 3:])], -1),
+                   "raw": grad}.get(encoding, torch.sign(grad) * torch.log1p(grad.abs()))
+    expect_x = normalised(x) if encoding == "layernorm" else x
+    torch.testing.assert_close(out, torch.cat([expect_params, expect_grad, expect_x], -1),
+                               atol=1e-4, rtol=1e-4)
+    # only layer-normalised blocks forget the scale of their input
+    forgets = [encoding != "signlog" and encoding != "raw"] * 6 + [encoding == "layernorm"] * 6
+    forgets += [encoding == "layernorm"] * 2
+    same = (out - scaled).abs().amax(0) < 1e-3
+    assert same.tolist() == forgets
 
 
 def test_bad_options_are_refused():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -11,8 +11,9 @@ from avf.inference.base import InferenceProcedure, InferenceResult, StepProblem
 from avf.nn import HighwayMLP
 from avf.posteriors import PosteriorFamily
 
-Encoding = Literal["signlog", "layernorm", "raw"]
+Encoding = Literal["signlog", "layernorm", "hybrid", "raw"]
 Update = Literal["highway", "learned_step", "residual"]
+Role = Literal["params", "gradient", "data"]
 
 
 def signed_log(x: Tensor) -> Tensor:
@@ -23,25 +24,28 @@ def signed_log(x: Tensor) -> Tensor:
 class BlockEncoder(nn.Module):
     """Encodes one input block (posterior means, a gradient block, x_t …) on its own.
 
-    ``layernorm`` is the paper's choice. On a small latent it throws away the gradient's scale
-    (a 4-d gradient normalised to zero mean and unit variance says little about how far the
-    optimum is), so the default is ``signlog``, which keeps magnitude in a compressed form.
+    ``layernorm`` is the paper's choice: every block layer-normalised. On a small latent it
+    throws away the gradient's scale (a 4-d gradient normalised to zero mean and unit variance
+    says little about how far the optimum is), so the default is ``signlog``: gradients as
+    sign·log(1+|g|), which keeps magnitude in a compressed form, everything else as it is.
     ``signlog`` passes the posterior parameters through unchanged, so the network's update
     grows with them. Where the model feeds the sample back into a transition unbounded in z (the
     DMM), that closes a loop (larger parameters, larger updates, larger z, larger parameters)
     and training diverged, while ``layernorm``, which bounds every block, trained.
+    ``hybrid`` takes the bound from one and the scale from the other: posterior parameters
+    layer-normalised, gradients signlog, x_t as it is.
     """
 
-    def __init__(self, size: int, encoding: Encoding, is_gradient: bool) -> None:
+    def __init__(self, size: int, encoding: Encoding, role: Role) -> None:
         super().__init__()
-        self.encoding = encoding
-        self.is_gradient = is_gradient
-        self.norm = nn.LayerNorm(size) if encoding == "layernorm" else None
+        self.signlog = role == "gradient" and encoding in ("signlog", "hybrid")
+        normed = encoding == "layernorm" or (encoding == "hybrid" and role == "params")
+        self.norm = nn.LayerNorm(size) if normed else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.norm is not None:
             return self.norm(x)
-        if self.encoding == "signlog" and self.is_gradient:
+        if self.signlog:
             return signed_log(x)
         return x
 
@@ -69,8 +73,9 @@ class Iterative(InferenceProcedure):
         super().__init__(family)
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations}")
-        if encoding not in ("signlog", "layernorm", "raw"):
-            raise ValueError(f"unknown encoding {encoding!r}: use signlog, layernorm or raw")
+        if encoding not in get_args(Encoding):
+            raise ValueError(f"unknown encoding {encoding!r}: use signlog, layernorm, hybrid "
+                             "or raw")
         if update not in ("highway", "learned_step", "residual"):
             raise ValueError(f"unknown update {update!r}: use highway, learned_step or residual")
         self.n_iterations = iterations
@@ -80,9 +85,11 @@ class Iterative(InferenceProcedure):
         n_params = self.family.num_params(latent_dim)
         probe = torch.zeros(1, n_params)
         block_sizes = [b.shape[-1] for b in self.family.blocks(probe)]
-        self.param_encoders = nn.ModuleList(BlockEncoder(s, encoding, False) for s in block_sizes)
-        self.grad_encoders = nn.ModuleList(BlockEncoder(s, encoding, True) for s in block_sizes)
-        self.x_encoder = BlockEncoder(x_dim, encoding, False) if x_dim > 0 else None
+        self.param_encoders = nn.ModuleList(
+            BlockEncoder(s, encoding, "params") for s in block_sizes)
+        self.grad_encoders = nn.ModuleList(
+            BlockEncoder(s, encoding, "gradient") for s in block_sizes)
+        self.x_encoder = BlockEncoder(x_dim, encoding, "data") if x_dim > 0 else None
         self.body = HighwayMLP(2 * n_params + x_dim, hidden, layers)
         self.output = nn.Linear(hidden, n_params)
         self.gate: nn.Linear | None = None
