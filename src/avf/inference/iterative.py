@@ -33,7 +33,9 @@ class BlockEncoder(nn.Module):
     DMM), that closes a loop (larger parameters, larger updates, larger z, larger parameters)
     and training diverged, while ``layernorm``, which bounds every block, trained.
     ``hybrid`` takes the bound from one and the scale from the other: posterior parameters
-    layer-normalised, gradients signlog, x_t as it is.
+    layer-normalised, gradients signlog, x_t as it is. It matched signlog on the 4-d
+    linear-Gaussian model and stopped the DMM's divergence, but did worse than both on SRNN and
+    let the DMM's posterior collapse (BENCHMARKS.md 1, 5.11, 5.12): an option to experiment with.
     """
 
     def __init__(self, size: int, encoding: Encoding, role: Role) -> None:
@@ -76,7 +78,7 @@ class Iterative(InferenceProcedure):
         if encoding not in get_args(Encoding):
             raise ValueError(f"unknown encoding {encoding!r}: use signlog, layernorm, hybrid "
                              "or raw")
-        if update not in ("highway", "learned_step", "residual"):
+        if update not in get_args(Update):
             raise ValueError(f"unknown update {update!r}: use highway, learned_step or residual")
         self.n_iterations = iterations
         self.x_dim = x_dim
