@@ -47,6 +47,24 @@ def test_speed_benchmark_writes_rows(tmp_path):
     assert 0 < rows[1]["train_gflop_per_step"] < rows[2]["train_gflop_per_step"]
 
 
+def test_flop_count_of_a_linear_layer_is_exact():
+    """Forward: 2·B·I·O multiply-adds counted as FLOPs; backward adds the weight's gradient (the
+    input needs none), and nothing elementwise is counted."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    layer = torch.nn.Linear(10, 20)
+    x = torch.randn(5, 10)
+    with speed.MatmulFlops() as forward_only:
+        torch.relu(layer(x))
+    assert forward_only.total == 2 * 5 * 10 * 20
+    with speed.MatmulFlops() as both:
+        layer(x).sum().backward()
+    assert both.total == 2 * (2 * 5 * 10 * 20)
+
+
 TINY = ('[model.options]\nlatent_dim = 2\nobs_dim = 2\n'
         '[inference.options]\niterations = 1\nhidden = 8\nlayers = 1\n'
         '[data]\ntrain_sequences = 4\nvalid_sequences = 2\ntest_sequences = 2\n'
