@@ -10,17 +10,14 @@ the rows as JSON, so every number in the table can be traced to the run that pro
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import platform
 from pathlib import Path
 from typing import Any
 
 from avf.config import load_config
-from avf.inference import Iterative
+from avf.inference.iterative import DEFAULT_ENCODING
 from avf.plots import read_metrics
-
-DEFAULT_ENCODING = inspect.signature(Iterative).parameters["encoding"].default
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import flop_registry
 
 from avf import Iterative, StreamingFilter, backward, filter_sequences
 from avf.data.music import load_music, random_crops
-from avf.inference.iterative import Encoding
+from avf.inference.iterative import DEFAULT_ENCODING, Encoding
 from avf.models import DMM, SRNN, VRNN
 
 
@@ -36,7 +36,8 @@ def model_factories() -> dict[str, type[nn.Module]]:
     return {"srnn": SRNN, "vrnn": VRNN, "dmm": DMM}
 
 
-def procedures(model: nn.Module, hidden: int, encoding: str = "signlog") -> dict[str, nn.Module]:
+def procedures(model: nn.Module, hidden: int,
+               encoding: Encoding = DEFAULT_ENCODING) -> dict[str, nn.Module]:
     return {
         "baseline": model.baseline_encoder(),
         "avf_k1": Iterative(model.latent_dim, iterations=1, hidden=hidden, encoding=encoding),
@@ -133,7 +134,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--avf-hidden", type=int, default=1024,
                         help="width of AVF's two highway layers (the paper's is 1024)")
-    parser.add_argument("--avf-encoding", default="signlog", choices=get_args(Encoding),
+    parser.add_argument("--avf-encoding", default=DEFAULT_ENCODING, choices=get_args(Encoding),
                         help="how AVF's network encodes its inputs (the DMM's config: layernorm)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")

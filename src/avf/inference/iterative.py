@@ -14,6 +14,7 @@ from avf.posteriors import PosteriorFamily
 Encoding = Literal["signlog", "layernorm", "hybrid", "raw"]
 Update = Literal["highway", "learned_step", "residual"]
 Role = Literal["params", "gradient", "data"]
+DEFAULT_ENCODING: Encoding = "signlog"  # why: see BlockEncoder
 
 
 def signed_log(x: Tensor) -> Tensor:
@@ -66,7 +67,7 @@ class Iterative(InferenceProcedure):
         x_dim: int = 0,
         hidden: int = 1024,
         layers: int = 2,
-        encoding: Encoding = "signlog",
+        encoding: Encoding = DEFAULT_ENCODING,
         update: Update = "highway",
         grad_samples: int = 1,
         family: PosteriorFamily | None = None,
@@ -76,10 +77,9 @@ class Iterative(InferenceProcedure):
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations}")
         if encoding not in get_args(Encoding):
-            raise ValueError(f"unknown encoding {encoding!r}: use signlog, layernorm, hybrid "
-                             "or raw")
+            raise ValueError(f"unknown encoding {encoding!r}: use one of {get_args(Encoding)}")
         if update not in get_args(Update):
-            raise ValueError(f"unknown update {update!r}: use highway, learned_step or residual")
+            raise ValueError(f"unknown update {update!r}: use one of {get_args(Update)}")
         self.n_iterations = iterations
         self.x_dim = x_dim
         self.update = update
