@@ -3,16 +3,19 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_example_is_the_example_file_and_runs():
+@pytest.mark.parametrize("name", ["own_model.py", "train_with_callback.py"])
+def test_readme_examples_are_the_example_files_and_run(name: str) -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    example = (ROOT / "examples" / "own_model.py").read_text()
+    example = (ROOT / "examples" / name).read_text()
     assert example in blocks
     namespace: dict = {"__name__": "readme_example"}
-    exec(compile(example, "README example", "exec"), namespace)
+    exec(compile(example, f"README example {name}", "exec"), namespace)
     assert "model" in namespace
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
+from avf.callbacks import BatchEnd, Callback
 from avf.data import Sequences, sample_dataset
 from avf.evaluation import Score
 from avf.inference import Iterative, PriorOnly
@@ -427,3 +428,64 @@ def test_a_run_resumed_with_a_new_weight_decay_uses_it(data, tmp_path: Path) -> 
     resumed.load_checkpoint(tmp_path / CHECKPOINT)  # its Adam state says weight_decay = 0
     assert resumed.optimizers["model"].param_groups[0]["weight_decay"] == 0.5
     assert resumed.optimizers["inference"].param_groups[0]["weight_decay"] == 0.0
+
+
+class Recorder(Callback):
+    """Keeps what every hook saw, and asks the trainer to stop after ``stop_after`` epochs."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.batches: list[BatchEnd] = []
+        self.epochs: list[dict] = []
+        self.stop_after = stop_after
+
+    def on_batch_end(self, trainer: Trainer, batch: BatchEnd) -> None:
+        self.batches.append(batch)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+        self.epochs.append(record)
+        if self.stop_after is not None and record["epoch"] >= self.stop_after:
+            trainer.request_stop()
+
+
+def test_callbacks_see_every_batch_and_epoch_as_trained(data, tmp_path: Path) -> None:
+    train, valid = data  # 8 sequences in batches of 3: 3 batches an epoch
+    seen = Recorder()
+    history = Trainer(*make(), config(epochs=2, kl_anneal_epochs=1), tmp_path,
+                      callbacks=[seen]).fit(train, valid)
+    assert [(b.epoch, b.batch, b.step) for b in seen.batches] == [
+        (1, 1, 1), (1, 2, 2), (1, 3, 3), (2, 1, 4), (2, 2, 5), (2, 3, 6)]
+    assert [b.beta for b in seen.batches] == pytest.approx([0, 1 / 3, 2 / 3, 1, 1, 1])
+    # each batch's output is the batch it trained on: the epoch's steps add up to the data's
+    first_epoch_steps = sum(int(b.output.steps) for b in seen.batches[:3])
+    assert first_epoch_steps == int(train.mask.sum())
+    weighted = sum(b.free_energy() * int(b.output.steps) for b in seen.batches[3:])
+    assert weighted / int(train.mask.sum()) == pytest.approx(history[1]["train_free_energy"])
+    assert seen.epochs == history
+    seen.epochs[0]["epoch"] = 99  # a callback's copy: changing it changes no log
+    assert history[0]["epoch"] == 1
+
+
+def test_a_callback_can_stop_the_run_and_the_same_call_resumes(data, tmp_path: Path) -> None:
+    train, valid = data
+    model, inference = make()
+    straight = Trainer(model, inference, config(epochs=3, checkpoint_every=3),
+                       tmp_path / "a").fit(train, valid)
+    model2, inference2 = make()
+    stopped = Trainer(model2, inference2, config(epochs=3, checkpoint_every=3), tmp_path / "b",
+                      callbacks=[Recorder(stop_after=1)]).fit(train, valid)
+    assert [r["epoch"] for r in stopped] == [1]
+    assert (tmp_path / "b" / CHECKPOINT).exists()  # saved although checkpoint_every is 3
+    model3, inference3 = make(seed=99)
+    resumed = Trainer(model3, inference3, config(epochs=3, checkpoint_every=3), tmp_path / "b",
+                      callbacks=[Recorder()]).fit(train, valid)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3] == [r["epoch"] for r in straight]
+    assert same(snapshot(model), snapshot(model3))
+    assert same(snapshot(inference), snapshot(inference3))
+
+
+def test_a_callback_that_is_not_one_is_named() -> None:
+    def on_batch_end(trainer: Trainer, batch: BatchEnd) -> None:
+        del trainer, batch
+
+    with pytest.raises(TypeError, match="Callback instances, got function"):
+        Trainer(*make(), config(), callbacks=[on_batch_end])

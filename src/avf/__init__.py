@@ -1,16 +1,20 @@
 """avf: amortized variational filtering for deep dynamical latent variable models."""
 
+from avf.callbacks import BatchEnd, Callback
 from avf.discretized import DiscretizedNormal, discretized
 from avf.filtering import FilterOutput, backward, filter_sequences, filter_step
 from avf.inference import Direct, GradientDescent, Iterative, PriorOnly
 from avf.model import StepModel, sample_sequences
 from avf.posteriors import DiagonalGaussian
 from avf.streaming import StreamingFilter, StreamStep
+from avf.training import TrainConfig, Trainer
 from avf.validation import NonFiniteError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchEnd",
+    "Callback",
     "DiagonalGaussian",
     "Direct",
     "DiscretizedNormal",
@@ -22,6 +26,8 @@ __all__ = [
     "StepModel",
     "StreamStep",
     "StreamingFilter",
+    "TrainConfig",
+    "Trainer",
     "backward",
     "discretized",
     "filter_sequences",

@@ -19,7 +19,7 @@ import json
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from avf.atomic import atomic_write
 from avf.averaging import WeightAverage
+from avf.callbacks import BatchEnd, Callback
 from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
@@ -130,6 +131,7 @@ class Trainer:
     With a ``run_dir``, :meth:`fit` resumes from ``run_dir/checkpoint.pt`` when it exists, so
     an interrupted run continues by calling the same command again. A fresh run seeds torch,
     numpy and ``random`` from ``config.seed`` so that it is reproducible from its config.
+    ``callbacks`` (:class:`~avf.callbacks.Callback`) are called after every batch and epoch.
     """
 
     def __init__(
@@ -139,9 +141,16 @@ class Trainer:
         config: TrainConfig | None = None,
         run_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.config = config if config is not None else TrainConfig()
         self.config.check()
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be avf.callbacks.Callback instances, got "
+                                f"{type(callback).__name__}")
+        self.callbacks = list(callbacks)
+        self._stop_requested = False
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.inference = inference.to(self.device)
@@ -204,14 +213,23 @@ class Trainer:
         if not any(self.optimizers.values()) and self.epoch < self.config.epochs:
             warnings.warn("nothing to train: neither the model nor the inference procedure has "
                           "trainable parameters (the epochs only measure them)", stacklevel=2)
+        self._stop_requested = False
         while self.epoch < self.config.epochs and not self.out_of_patience():
             data = epoch_data(train, self.epoch + 1)
             self._run_epoch(data, valid, data.num_batches(self.config.batch_size))
-            if self.out_of_patience() or (deadline is not None and time.monotonic() >= deadline):
+            if (self.out_of_patience() or self._stop_requested
+                    or (deadline is not None and time.monotonic() >= deadline)):
                 if self.run_dir is not None and self.epoch % self.config.checkpoint_every:
                     self.save_checkpoint(self.run_dir / CHECKPOINT)
                 break
         return list(self.history)
+
+    def request_stop(self) -> None:
+        """End :meth:`fit` after the current epoch, with a checkpoint of it; for callbacks.
+
+        Like ``time_limit`` it ends this call only: calling :meth:`fit` again continues the run.
+        """
+        self._stop_requested = True
 
     def out_of_patience(self) -> bool:
         """True once training should stop early, for either reason of :meth:`stop_reason`."""
@@ -350,6 +368,8 @@ class Trainer:
         self._append_metrics(record)
         if self.run_dir is not None and (epoch % self.config.checkpoint_every == 0 or last):
             self.save_checkpoint(self.run_dir / CHECKPOINT)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, dict(record))
 
     def _train_epoch(self, train: Sequences, epoch: int, steps_per_epoch: int) -> dict[str, float]:
         cfg = self.config
@@ -369,6 +389,10 @@ class Trainer:
                 totals["kl"] += float(out.kl.detach().sum())
                 steps += int(out.steps)
                 bar.set_postfix(F=f"{totals['free_energy'] / steps:.4f}", beta=f"{beta:.3g}")
+                if self.callbacks:
+                    done = BatchEnd(epoch=epoch, batch=index, step=self.step, beta=beta, output=out)
+                    for callback in self.callbacks:
+                        callback.on_batch_end(self, done)
         return {"beta": beta, **{f"train_{k}": v / max(steps, 1) for k, v in totals.items()}}
 
     def _train_step(self, x: Tensor, mask: Tensor, beta: float, where: str) -> FilterOutput:
