@@ -47,14 +47,19 @@ def test_speed_benchmark_writes_rows(tmp_path):
     assert 0 < rows[1]["train_gflop_per_step"] < rows[2]["train_gflop_per_step"]
 
 
-def test_flop_count_of_a_linear_layer_is_exact():
-    """Forward: 2·B·I·O multiply-adds counted as FLOPs; backward adds the weight's gradient (the
-    input needs none), and nothing elementwise is counted."""
+def speed_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
     speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(speed)
+    return speed
+
+
+def test_flop_count_of_a_linear_layer_is_exact():
+    """Forward: 2·B·I·O multiply-adds counted as FLOPs; backward adds the weight's gradient (the
+    input needs none), and nothing elementwise is counted."""
+    speed = speed_module()
     layer = torch.nn.Linear(10, 20)
     x = torch.randn(5, 10)
     with speed.MatmulFlops() as forward_only:
@@ -64,6 +69,37 @@ def test_flop_count_of_a_linear_layer_is_exact():
         layer(x).sum().backward()
     assert both.total == 2 * (2 * 5 * 10 * 20)
 
+
+
+def test_flop_count_sees_the_fused_lstm_and_counts_it_exactly():
+    """A fused LSTM (SRNN's x-only recurrence) is invisible to the counter: it must say so, and
+    with the fused kernels off count exactly the LSTM's matrix multiplies: forward
+    F = 2·T·B·4H·(I + H); backward 2F less the input's gradient (x needs none, 2·T·B·4H·I) and
+    less the first step's hidden gradient (h_0 is a constant, 2·B·4H·H)."""
+    from avf import PriorOnly
+    from avf.models import SRNN
+
+    speed = speed_module()
+    T, B, In, H = 6, 3, 5, 7
+    lstm = torch.nn.LSTM(In, H, batch_first=True)
+    x = torch.randn(B, T, In)
+    with speed.MatmulFlops() as fused:
+        lstm(x)[0].sum().backward()
+    assert fused.total == 0 and fused.uncounted
+    with speed.visible_kernels(), speed.MatmulFlops() as visible:
+        lstm(x)[0].sum().backward()
+    forward = 2 * T * B * 4 * H * (In + H)
+    assert visible.total == 3 * forward - 2 * T * B * 4 * H * In - 2 * B * 4 * H * H
+    assert not visible.uncounted
+
+    torch.manual_seed(0)
+    model = SRNN(x_dim=In, rnn_dim=H, latent_dim=2, hidden=4, prior_layers=1, decoder_layers=1)
+    rolls = torch.randint(0, 2, (B, T, In)).float()
+    with speed.MatmulFlops() as plain:
+        speed.backward(speed.filter_sequences(model, PriorOnly(), rolls), model, PriorOnly())
+    model.zero_grad(set_to_none=True)
+    assert plain.uncounted  # the plain count would miss SRNN's recurrence
+    assert speed.count_training_flops(model, PriorOnly(), rolls) > plain.total + forward
 
 TINY = ('[model.options]\nlatent_dim = 2\nobs_dim = 2\n'
         '[inference.options]\niterations = 1\nhidden = 8\nlayers = 1\n'
