@@ -5,7 +5,8 @@ optimiser steps, batch 16 × 25-step crops as in the paper), the training time p
 streaming-filter latency per step (one stream, no training graph) and AVF's cost relative to the
 model's own baseline encoder, in time and in arithmetic: the matrix-multiply FLOPs of one
 training update (forward and both backward passes) by ``torch.utils.flop_counter``'s formulas,
-which is what the time ratio tends to on hardware where arithmetic, not overhead, is the cost.
+which is what the time ratio tends to on hardware where arithmetic, not overhead, is the cost,
+and the part of them in AVF's network (the multiplies with an operand of ``--avf-hidden`` units).
 Uses JSB crops when the data is found (``--data-dir`` /
 ``AVF_DATA_DIR``), else random binary rolls of the same shape (said in the output).
 
@@ -19,6 +20,7 @@ import json
 import platform
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,13 +101,17 @@ class MatmulFlops(TorchDispatchMode):
         super().__init__()
         self.total = 0
         self.uncounted: set[str] = set()
+        self.by_shape: Counter[tuple[int, ...]] = Counter()  # FLOPs by the operands' sizes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
-            self.total += formula(*args, **kwargs, out_val=out)
+            flops = formula(*args, **kwargs, out_val=out)
+            self.total += flops
+            sizes = sorted({n for a in args if isinstance(a, torch.Tensor) for n in a.shape})
+            self.by_shape[tuple(sizes)] += flops
         elif any(word in func.__name__ for word in ("rnn", "lstm", "gru")):
             self.uncounted.add(func.__name__)
         return out
@@ -129,6 +135,11 @@ def count_training_flops(model: nn.Module, inference: nn.Module, x: torch.Tensor
     Runs under :func:`visible_kernels`, so fused LSTMs are counted. The optimiser steps are
     elementwise and not counted; nor is anything else elementwise.
     """
+    return training_flop_counter(model, inference, x).total
+
+
+def training_flop_counter(model: nn.Module, inference: nn.Module, x: torch.Tensor) -> MatmulFlops:
+    """The counter of :func:`count_training_flops`, with its FLOPs by operand sizes."""
     with visible_kernels(), MatmulFlops() as counter:
         out = filter_sequences(model, inference, x)
         backward(out, model, inference)
@@ -136,7 +147,13 @@ def count_training_flops(model: nn.Module, inference: nn.Module, x: torch.Tensor
     inference.zero_grad(set_to_none=True)
     if counter.uncounted:
         raise RuntimeError(f"the FLOP count missed fused kernels {sorted(counter.uncounted)}")
-    return counter.total
+    return counter
+
+
+def width_share(counter: MatmulFlops, width: int) -> int:
+    """FLOPs of the multiplies with an operand of size ``width``: AVF's network when ``width``
+    is its hidden size and no layer of the model has that size."""
+    return sum(flops for sizes, flops in counter.by_shape.items() if width in sizes)
 
 
 def time_streaming(model: nn.Module, inference: nn.Module, x: torch.Tensor) -> float:
@@ -177,7 +194,8 @@ def main() -> None:
         for label, inference in procedures(model, args.avf_hidden, args.avf_encoding).items():
             inference = inference.to(device)
             seconds = time_training(model, inference, x, args.repeats)
-            flops = count_training_flops(model, inference, x)
+            counter = training_flop_counter(model, inference, x)
+            flops = counter.total
             baseline_time = seconds if label == "baseline" else baseline_time
             baseline_flops = flops if label == "baseline" else baseline_flops
             with torch.no_grad():
@@ -188,14 +206,19 @@ def main() -> None:
                          "stream_ms_per_step": 1000 * latency,
                          "relative_to_baseline": seconds / baseline_time,
                          "train_gflop_per_step": flops / 1e9 / x.shape[1],
-                         "flops_relative_to_baseline": flops / baseline_flops})
+                         "flops_relative_to_baseline": flops / baseline_flops,
+                         "avf_network_gflop_per_step": (
+                             width_share(counter, args.avf_hidden) / 1e9 / x.shape[1]
+                             if label != "baseline" else None)})
             r = rows[-1]
             print(f"{name:<5} {label:<9} {r['train_steps_per_second']:>9.0f} steps/s "
                   f"{r['train_ms_per_step']:>8.2f} ms/step (batch 16) "
                   f"{r['stream_ms_per_step']:>7.2f} ms/step streaming "
                   f"x{r['relative_to_baseline']:.2f} vs baseline "
                   f"({r['train_gflop_per_step']:.3f} GFLOP/step, "
-                  f"x{r['flops_relative_to_baseline']:.2f} in FLOPs)", flush=True)
+                  f"x{r['flops_relative_to_baseline']:.2f} in FLOPs"
+                  + (f"; {r['avf_network_gflop_per_step']:.3f} in AVF's network)"
+                     if r["avf_network_gflop_per_step"] is not None else ")"), flush=True)
     meta = {"data": source, "batch": list(x.shape), "threads": args.threads,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "avf_hidden": args.avf_hidden, "avf_encoding": args.avf_encoding,

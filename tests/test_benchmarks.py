@@ -45,6 +45,8 @@ def test_speed_benchmark_writes_rows(tmp_path):
     # four more gradient evaluations and network passes per step: more arithmetic, counted
     assert rows[0]["flops_relative_to_baseline"] == 1.0
     assert 0 < rows[1]["train_gflop_per_step"] < rows[2]["train_gflop_per_step"]
+    assert rows[0]["avf_network_gflop_per_step"] is None
+    assert 0 < rows[1]["avf_network_gflop_per_step"] < rows[1]["train_gflop_per_step"]
 
 
 def speed_module():
@@ -68,6 +70,8 @@ def test_flop_count_of_a_linear_layer_is_exact():
     with speed.MatmulFlops() as both:
         layer(x).sum().backward()
     assert both.total == 2 * (2 * 5 * 10 * 20)
+    assert speed.width_share(both, 20) == both.total  # every multiply has the 20 outputs
+    assert speed.width_share(both, 7) == 0
 
 
 
