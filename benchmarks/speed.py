@@ -191,6 +191,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = model_factories()[name]().to(device)
         baseline_time = baseline_flops = None
+        ambiguous = False  # the model itself has layers of AVF's width: no share to report
         for label, inference in procedures(model, args.avf_hidden, args.avf_encoding).items():
             inference = inference.to(device)
             seconds = time_training(model, inference, x, args.repeats)
@@ -198,6 +199,8 @@ def main() -> None:
             flops = counter.total
             baseline_time = seconds if label == "baseline" else baseline_time
             baseline_flops = flops if label == "baseline" else baseline_flops
+            if label == "baseline":
+                ambiguous = width_share(counter, args.avf_hidden) > 0
             with torch.no_grad():
                 latency = time_streaming(model, inference, x)
             rows.append({"model": name, "inference": label, "train_seconds_per_batch": seconds,
@@ -209,7 +212,7 @@ def main() -> None:
                          "flops_relative_to_baseline": flops / baseline_flops,
                          "avf_network_gflop_per_step": (
                              width_share(counter, args.avf_hidden) / 1e9 / x.shape[1]
-                             if label != "baseline" else None)})
+                             if label != "baseline" and not ambiguous else None)})
             r = rows[-1]
             print(f"{name:<5} {label:<9} {r['train_steps_per_second']:>9.0f} steps/s "
                   f"{r['train_ms_per_step']:>8.2f} ms/step (batch 16) "
