@@ -92,8 +92,9 @@ class MatmulFlops(TorchDispatchMode):
 
     torch's own ``FlopCounterMode`` also tracks modules, and its tracker fails on the engine's
     shape probe under ``no_grad``; the formulas are the same (``flop_registry``). Fused
-    recurrent kernels (oneDNN's or cuDNN's LSTM) have no formula there, so a count that met one
-    would be too low without saying so: they are collected in ``uncounted`` instead, and
+    recurrent sequence kernels (oneDNN's ``mkldnn_rnn_layer``, cuDNN's ``_cudnn_rnn``, MIOpen's;
+    see :func:`is_fused_recurrence`) have no formula there, so a count that met one would be
+    too low without saying so: they are collected in ``uncounted`` instead, and
     :func:`count_training_flops` runs the model without them.
     """
 
@@ -112,9 +113,17 @@ class MatmulFlops(TorchDispatchMode):
             self.total += flops
             sizes = sorted({n for a in args if isinstance(a, torch.Tensor) for n in a.shape})
             self.by_shape[tuple(sizes)] += flops
-        elif any(word in func.__name__ for word in ("rnn", "lstm", "gru")):
+        elif is_fused_recurrence(func.__name__):
             self.uncounted.add(func.__name__)
         return out
+
+
+def is_fused_recurrence(op_name: str) -> bool:
+    """A kernel that runs a recurrent layer's matrix multiplies inside itself (the FLOP count
+    cannot see them). CUDA's fused LSTM and GRU *cell* kernels (``_thnn_fused_lstm_cell``) are
+    not: they do only the elementwise gate arithmetic, after matrix multiplies that are counted."""
+    is_recurrent = any(word in op_name for word in ("rnn", "lstm", "gru"))
+    return is_recurrent and "_cell" not in op_name
 
 
 @contextmanager

@@ -95,6 +95,10 @@ def test_flop_count_sees_the_fused_lstm_and_counts_it_exactly():
     with speed.MatmulFlops() as fused:
         lstm(x)[0].sum().backward()
     assert fused.total == 0 and fused.uncounted
+    # CUDA's fused cell kernels are only the gates' elementwise part: not a missed recurrence
+    assert not speed.is_fused_recurrence("_thnn_fused_lstm_cell")
+    assert not speed.is_fused_recurrence("_thnn_fused_gru_cell_backward")
+    assert all(map(speed.is_fused_recurrence, ["mkldnn_rnn_layer", "_cudnn_rnn", "miopen_rnn"]))
     with speed.visible_kernels(), speed.MatmulFlops() as visible:
         lstm(x)[0].sum().backward()
     forward = 2 * T * B * 4 * H * (In + H)
