@@ -138,17 +138,13 @@ def visible_kernels() -> Iterator[None]:
             yield
 
 
-def count_training_flops(model: nn.Module, inference: nn.Module, x: torch.Tensor) -> int:
-    """Matrix-multiply FLOPs of one training update: forward filtering and both backward passes.
+def count_training_flops(model: nn.Module, inference: nn.Module, x: torch.Tensor) -> MatmulFlops:
+    """Matrix-multiply FLOPs of one training update (forward filtering and both backward
+    passes): ``.total``, and ``.by_shape`` for :func:`width_share`.
 
     Runs under :func:`visible_kernels`, so fused LSTMs are counted. The optimiser steps are
     elementwise and not counted; nor is anything else elementwise.
     """
-    return training_flop_counter(model, inference, x).total
-
-
-def training_flop_counter(model: nn.Module, inference: nn.Module, x: torch.Tensor) -> MatmulFlops:
-    """The counter of :func:`count_training_flops`, with its FLOPs by operand sizes."""
     with visible_kernels(), MatmulFlops() as counter:
         out = filter_sequences(model, inference, x)
         backward(out, model, inference)
@@ -204,7 +200,7 @@ def main() -> None:
         for label, inference in procedures(model, args.avf_hidden, args.avf_encoding).items():
             inference = inference.to(device)
             seconds = time_training(model, inference, x, args.repeats)
-            counter = training_flop_counter(model, inference, x)
+            counter = count_training_flops(model, inference, x)
             flops = counter.total
             baseline_time = seconds if label == "baseline" else baseline_time
             baseline_flops = flops if label == "baseline" else baseline_flops
