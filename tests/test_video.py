@@ -14,20 +14,15 @@ import pytest
 import torch
 
 from avf.data import Sequences
-from avf.data.video import (
+from avf.data.kth import find_kth_videos, kth_splits, load_kth
+from avf.data.mnist import (
     IMAGES_MAGIC,
     LABELS_MAGIC,
-    StochasticMovingMNIST,
-    bounce,
-    find_kth_videos,
-    kth_splits,
-    load_kth,
     load_mnist_images,
     load_mnist_labels,
     mnist_images,
-    moving_mnist,
-    moving_mnist_splits,
 )
+from avf.data.moving_mnist import StochasticMovingMNIST, bounce, moving_mnist, moving_mnist_splits
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -277,7 +272,7 @@ def test_kth_unreadable_video(tmp_path: Path) -> None:
 
 
 def test_missing_pyav_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from avf.data.video import read_video
+    from avf.data.kth import read_video
 
     monkeypatch.setitem(sys.modules, "av", None)  # makes `import av` fail
     with pytest.raises(ImportError, match=r"pip install 'avf\[video\]'"):

@@ -37,7 +37,9 @@ from avf.data.audio import (
     load_wav_directory,
 )
 from avf.data.datadir import resolve_data_dir
-from avf.data.video import load_kth, mnist_images, moving_mnist
+from avf.data.kth import load_kth
+from avf.data.mnist import mnist_images
+from avf.data.moving_mnist import moving_mnist
 from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative, PriorOnly
 from avf.model import latent_dim, state_dim
 from avf.training import TrainData, epoch_data

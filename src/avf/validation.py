@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+
+def check_integer(name: str, value: Any, lowest: int) -> None:
+    """Refuse anything but an integer ≥ ``lowest`` (bools too), naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+        raise ValueError(f"{name} must be an integer ≥ {lowest}, got {value!r}")
 
 
 class NonFiniteError(FloatingPointError):

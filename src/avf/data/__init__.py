@@ -17,17 +17,11 @@ from avf.data.audio import (
 )
 from avf.data.batching import Sequences
 from avf.data.datadir import resolve_data_dir, verify
+from avf.data.kth import KTHActions, kth_splits, load_kth
+from avf.data.mnist import load_mnist_images
+from avf.data.moving_mnist import StochasticMovingMNIST, moving_mnist, moving_mnist_splits
 from avf.data.music import load_music, music_splits, random_crops, transpose_rolls
 from avf.data.synthetic import sample_dataset
-from avf.data.video import (
-    KTHActions,
-    StochasticMovingMNIST,
-    kth_splits,
-    load_kth,
-    load_mnist_images,
-    moving_mnist,
-    moving_mnist_splits,
-)
 
 __all__ = [
     "AudioData",

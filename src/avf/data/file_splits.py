@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avf.validation import check_integer
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -71,3 +73,11 @@ def random_parts(items: list[Path], fractions: list[float], seed: int, where: st
     rest = order[sizes[0] + sizes[1]:]
     return (sorted(items[i] for i in rest), sorted(items[i] for i in first),
             sorted(items[i] for i in second))
+
+
+def split_seed(seed: int, split: str) -> int:
+    """A 64-bit seed of its own for each named split, so that train, valid and test draw from
+    unrelated streams of one user seed (generated data sets and random training windows)."""
+    check_integer("seed", seed, 0)
+    state = np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split),)).generate_state(2)
+    return int(state[0]) << 32 | int(state[1])
