@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Adam, AdamW, Optimizer
@@ -37,6 +35,7 @@ from avf.callbacks import BatchEnd, Callback
 from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
+from avf.random_state import random_state, seed_everything, set_random_state
 from avf.validation import NonFiniteError
 
 CHECKPOINT = "checkpoint.pt"
@@ -209,7 +208,7 @@ class Trainer:
                 self.load_checkpoint(checkpoint)
             self._rewrite_metrics()
         if self.epoch == 0:
-            _seed_everything(self.config.seed)
+            seed_everything(self.config.seed)
         if not any(self.optimizers.values()) and self.epoch < self.config.epochs:
             warnings.warn("nothing to train: neither the model nor the inference procedure has "
                           "trainable parameters (the epochs only measure them)", stacklevel=2)
@@ -480,7 +479,7 @@ class Trainer:
             "schedulers": {k: (s.state_dict() if s is not None else None)
                            for k, s in self.schedulers.items()},
             "average": {k: a.state_dict() for k, a in self.averages.items()},
-            "rng": _rng_state(self.shuffle_generator),
+            "rng": random_state(self.shuffle_generator),
         }
 
     def save_checkpoint(self, path: str | Path) -> None:
@@ -505,7 +504,7 @@ class Trainer:
                     obj.load_state_dict(saved)
         self._apply_weight_decay()
         self._load_averages(ckpt.get("average"))
-        _set_rng_state(ckpt["rng"], self.shuffle_generator)
+        set_random_state(ckpt["rng"], self.shuffle_generator)
         self.epoch = int(ckpt["epoch"])
         self.step = int(ckpt["step"])
         self.best_valid = ckpt["best_valid"]
@@ -574,34 +573,3 @@ def load_weights(path: str | Path, model: nn.Module, inference: nn.Module,
 
 def _params(opt: Optimizer) -> list[Tensor]:
     return [p for group in opt.param_groups for p in group["params"]]
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def _rng_state(shuffle: torch.Generator) -> dict[str, Any]:
-    """Every random stream training draws from, in types ``torch.load`` reads safely."""
-    name, key, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
-        "python": random.getstate(),
-        "shuffle": shuffle.get_state(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    np_state = state["numpy"]
-    np.random.set_state((np_state["name"], np_state["key"].numpy().astype(np.uint32),
-                         np_state["pos"], np_state["has_gauss"], np_state["gauss"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    shuffle.set_state(state["shuffle"])
