@@ -185,3 +185,65 @@ def test_evaluate_scores_the_weight_average_unless_asked_for_the_trained_weights
     assert main(["train", str(tiny), "--run-dir", str(plain)]) == 0
     assert main(["evaluate", str(plain)]) == 0
     assert json.loads((plain / "eval_test.json").read_text())["weights"] == "trained"
+
+
+def _interrupt_in_epoch(monkeypatch, epoch: int) -> None:
+    """Make the trainer's first batch of ``epoch`` raise KeyboardInterrupt, as Ctrl-C would."""
+    from avf.training import Trainer
+
+    original = Trainer._train_step
+
+    def train_step(self, *args, **kwargs):
+        if self.epoch + 1 == epoch:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_step", train_step)
+
+
+@pytest.mark.parametrize(("every", "epoch", "says"), [
+    (1, 3, "holds epoch 2: run the same command to continue from there"),
+    (2, 4, "holds epoch 2: run the same command to continue from there; the 1 epoch(s) after"),
+    (4, 3, "no checkpoint was written yet (every 4 epoch(s)), so the same command starts over"),
+])
+def test_ctrl_c_in_training_says_where_the_run_resumes(tiny, tmp_path, capsys, monkeypatch,
+                                                       every, epoch, says) -> None:
+    run = tmp_path / "run"
+    _interrupt_in_epoch(monkeypatch, epoch)
+    args = ["train", str(tiny), "--run-dir", str(run), "--set", "training.epochs=4",
+            "--set", f"training.checkpoint_every={every}"]
+    assert main(args) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"avf: interrupted in epoch {epoch};") and says in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    assert main(args) == 0  # the same command finishes the run
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_with_debug_raises(tiny, tmp_path, monkeypatch) -> None:
+    _interrupt_in_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", str(tiny), "--run-dir", str(tmp_path / "run"), "--debug"])
+
+
+def test_ctrl_c_after_a_resume_counts_from_the_loaded_checkpoint(tiny, tmp_path, capsys,
+                                                                  monkeypatch) -> None:
+    run = tmp_path / "run"
+    args = ["train", str(tiny), "--run-dir", str(run)]
+    assert main(args) == 0  # two epochs, checkpointed
+    _interrupt_in_epoch(monkeypatch, 3)
+    assert main([*args, "--set", "training.epochs=4"]) == 130
+    assert "holds epoch 2: run the same command" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_any_command_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    import avf.cli
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(avf.cli, "evaluate_run", interrupted)
+    assert main(["evaluate", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "avf: interrupted"

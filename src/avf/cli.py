@@ -4,7 +4,8 @@ A run directory is self-describing: ``config.toml`` (the resolved config) plus c
 ``avf evaluate RUN_DIR`` and ``avf plot RUN_DIR`` rebuild everything from it. Real data are not
 part of a run: they come from ``--data-dir``, else ``$AVF_DATA_DIR``, else the default folder.
 Mistakes in configs and paths, and a missing optional dependency, are reported as one line on
-stderr with exit status 2; ``--debug`` shows the traceback instead.
+stderr with exit status 2; ``--debug`` shows the traceback instead. Ctrl-C ends any command
+with status 130 and, for ``avf train``, says which epoch the run directory's checkpoint holds.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error(err)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("avf: interrupted", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -185,7 +191,14 @@ def train(args: argparse.Namespace) -> int:
           f"{len(train_data)} training sequences{fresh} -> {run_dir}")
     time_limit = None if args.time_limit is None else 60.0 * args.time_limit
     trainer = Trainer(model, inference, cfg.training, run_dir, device)
-    history = trainer.fit(train_data, valid, time_limit=time_limit)
+    try:
+        history = trainer.fit(train_data, valid, time_limit=time_limit)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"avf: interrupted in epoch {trainer.epoch + 1}; {_resume_point(trainer, run_dir)}",
+              file=sys.stderr)
+        return 130
     stop_reason = trainer.stop_reason()
     if stop_reason == "plateau_max_cuts":
         print(f"stopped early after epoch {trainer.epoch}: a plateau after "
@@ -209,6 +222,18 @@ def train(args: argparse.Namespace) -> int:
               f"{last['valid_macro_free_energy']:.4f} (macro); "
               f"recon {last['valid_recon']:.4f}, KL {last['valid_kl']:.4f}")
     return 0
+
+
+def _resume_point(trainer: Trainer, run_dir: Path) -> str:
+    """Where the same command would continue from: epochs after the checkpoint are lost."""
+    saved = trainer.checkpoint_epoch
+    if saved is None:
+        return (f"no checkpoint was written yet (every {trainer.config.checkpoint_every} "
+                "epoch(s)), so the same command starts over")
+    lost = trainer.epoch - saved
+    tail = f"; the {lost} epoch(s) after it will run again" if lost else ""
+    return (f"{run_dir / CHECKPOINT} holds epoch {saved}: run the same command to continue "
+            f"from there{tail}")
 
 
 def build(cfg: ExperimentConfig) -> tuple[nn.Module, nn.Module]:

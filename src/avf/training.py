@@ -175,6 +175,7 @@ class Trainer:
         self.shuffle_generator = torch.Generator().manual_seed(self.config.seed)
         self.epoch = 0
         self.step = 0
+        self.checkpoint_epoch: int | None = None  # the epoch run_dir's checkpoint.pt holds
         self.best_valid: float | None = None
         self._best_in_memory: dict[str, Any] | None = None  # only without a run_dir
         self.history: list[dict[str, Any]] = []
@@ -206,6 +207,7 @@ class Trainer:
             checkpoint = self.run_dir / CHECKPOINT
             if self.epoch == 0 and checkpoint.exists():
                 self.load_checkpoint(checkpoint)
+                self.checkpoint_epoch = self.epoch
             self._rewrite_metrics()
         if self.epoch == 0:
             seed_everything(self.config.seed)
@@ -219,7 +221,7 @@ class Trainer:
             if (self.out_of_patience() or self._stop_requested
                     or (deadline is not None and time.monotonic() >= deadline)):
                 if self.run_dir is not None and self.epoch % self.config.checkpoint_every:
-                    self.save_checkpoint(self.run_dir / CHECKPOINT)
+                    self._save_resume_point()
                 break
         return list(self.history)
 
@@ -366,7 +368,7 @@ class Trainer:
             record["lr_cut"] = True
         self._append_metrics(record)
         if self.run_dir is not None and (epoch % self.config.checkpoint_every == 0 or last):
-            self.save_checkpoint(self.run_dir / CHECKPOINT)
+            self._save_resume_point()
         for callback in self.callbacks:
             callback.on_epoch_end(self, dict(record))
 
@@ -481,6 +483,12 @@ class Trainer:
             "average": {k: a.state_dict() for k, a in self.averages.items()},
             "rng": random_state(self.shuffle_generator),
         }
+
+    def _save_resume_point(self) -> None:
+        """The run directory's ``checkpoint.pt``, the one ``fit`` resumes from."""
+        assert self.run_dir is not None
+        self.save_checkpoint(self.run_dir / CHECKPOINT)
+        self.checkpoint_epoch = self.epoch
 
     def save_checkpoint(self, path: str | Path) -> None:
         """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
