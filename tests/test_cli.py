@@ -69,7 +69,12 @@ def test_train_then_evaluate(tiny: Path, tmp_path: Path, capsys) -> None:
     assert {"macro_free_energy", "recon", "kl", "exact_nll"} <= report.keys()
 
     assert main(["evaluate", str(run), "--checkpoint", "last"]) == 0
-    assert json.loads((run / "eval_test.json").read_text())["epoch"] == 2
+    shown = json.loads((run / "eval_test.json").read_text())
+    assert shown["epoch"] == 2
+    assert "scoring test (3 sequences)" in capsys.readouterr().err  # the progress bar
+    assert main(["evaluate", str(run), "--checkpoint", "last", "--no-progress"]) == 0
+    assert "scoring" not in capsys.readouterr().err
+    assert json.loads((run / "eval_test.json").read_text()) == shown  # the bar changes nothing
 
     # training again with more epochs continues the same run
     assert main(["train", str(tiny), "--run-dir", str(run), "--epochs", "3"]) == 0

@@ -14,12 +14,13 @@ import argparse
 import copy
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from avf.builders import (
     SPLITS,
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, metavar="N", help="sequences filtered together "
                    "(default: the run's training batch size; larger is faster on a GPU and "
                    "does not change the score's expectation)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     _data_dir_option(p)
 
     p = sub.add_parser("plot", parents=[common], help="learning curves, free energy per "
@@ -275,8 +277,8 @@ def evaluate_run(args: argparse.Namespace) -> int:
     model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint, args.weights)
     model, inference = model.to(device), inference.to(device)
     torch.manual_seed(cfg.seed)
-    batches = ((x.to(device), m.to(device)) for x, m in data.batches(batch_size))
-    score = evaluate(model, inference, batches, n_samples=args.samples)
+    score = evaluate(model, inference, _batches(data, batch_size, device, args, "scoring"),
+                     n_samples=args.samples)
     report: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": path.name,
                               "epoch": int(ckpt["epoch"]), "split": args.split,
                               "weights": weights_used(ckpt, args.weights),
@@ -284,7 +286,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     report.update(exact_answers(model, data))
     if getattr(model, "bin_width", None) is not None:
         torch.manual_seed(cfg.seed)
-        batches = ((x.to(device), m.to(device)) for x, m in data.batches(batch_size))
+        batches = _batches(data, batch_size, device, args, "discretised scoring")
         binned = evaluate(model, inference, batches, n_samples=args.samples, discretized=True)
         report["discretized"] = {"bin_width": float(model.bin_width), **binned.as_dict()}
     print(format_report(report, score))
@@ -292,6 +294,14 @@ def evaluate_run(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0
+
+
+def _batches(data: Sequences, batch_size: int, device: torch.device, args: argparse.Namespace,
+             what: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The split's batches on ``device``, behind a progress bar: whole long songs take minutes."""
+    moved = ((x.to(device), m.to(device)) for x, m in data.batches(batch_size))
+    yield from tqdm(moved, total=data.num_batches(batch_size), leave=False, unit="batch",
+                    desc=f"{what} {args.split} ({len(data)} sequences)", disable=args.no_progress)
 
 
 def run_config(run_dir: Path) -> ExperimentConfig:
