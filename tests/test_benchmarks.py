@@ -257,3 +257,39 @@ def test_latent_scale_trace_writes_one_record_per_training_batch(tmp_path):
     assert first["prior_log_var_min"] <= first["prior_log_var_max"]
     assert first["posterior_log_var_min"] <= first["posterior_log_var_max"]
     assert math.isfinite(first["max_mean_shift_in_prior_sigmas"])
+
+
+def test_seed_summary_means_and_paired_differences(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def rows(*runs):
+        return {"machine": "test", "rows": [
+            {"run": name, "test_free_energy": micro, "test_macro_free_energy": macro}
+            for name, micro, macro in runs]}
+
+    (results / "a.json").write_text(json.dumps(rows(("b0", 7.0, 6.0), ("b1", 7.4, 6.2),
+                                                    ("m0", 6.9, 6.1))))
+    (results / "b.json").write_text(json.dumps(rows(("m1", 7.0, 6.3), ("b0", 7.0, 6.0))))
+    (results / "other.json").write_text(json.dumps([1, 2]))  # not a runs table: skipped
+    spec = tmp_path / "spec.toml"
+    spec.write_text('reference = "base"\n[[set]]\nname = "S"\nbase = ["b0", "b1"]\n'
+                    'mine = ["m0", "m1"]\n')
+    out = tmp_path / "summary.json"
+    table = run("seed_summary.py", str(spec), "--results", str(results), "--out", str(out))
+    assert "| S | mine | 2 | 6.950 ± 0.071 |" in table
+    base, mine = json.loads(out.read_text())["records"]
+    assert base["micro"]["mean"] == pytest.approx(7.2) and "paired_difference" not in base["micro"]
+    diff = mine["micro"]["paired_difference"]  # (6.9 − 7.0, 7.0 − 7.4) = (−0.1, −0.4)
+    assert diff["mean"] == pytest.approx(-0.25)
+    assert diff["sd"] == pytest.approx(math.sqrt(0.045))
+    assert diff["se"] == pytest.approx(0.15)
+    assert mine["micro"]["pairs_better"] == 2
+    assert mine["macro"]["paired_difference"]["mean"] == pytest.approx(0.1)  # (0.1, 0.1)
+    assert mine["macro"]["pairs_better"] == 0
+
+    (results / "c.json").write_text(json.dumps(rows(("m1", 7.5, 6.3))))  # same name, new score
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "seed_summary.py"),
+                           str(spec), "--results", str(results)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode != 0 and "different test scores in b.json and c.json" in done.stderr
