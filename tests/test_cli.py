@@ -252,3 +252,33 @@ def test_ctrl_c_in_any_command_is_one_line(tmp_path, capsys, monkeypatch) -> Non
     monkeypatch.setattr(avf.cli, "evaluate_run", interrupted)
     assert main(["evaluate", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "avf: interrupted"
+
+
+def test_resuming_with_networks_that_do_not_fit_keeps_the_run_intact(tiny, tmp_path,
+                                                                     capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run)]) == 0
+    saved = (run / "config.toml").read_bytes()
+    capsys.readouterr()
+    assert main(["train", str(tiny), "--run-dir", str(run), "--epochs", "3",
+                 "--set", "inference.options.hidden=8"]) == 2
+    err = error_line(capsys)
+    assert "do not fit" in err and "keeps its config.toml as it was" in err
+    assert (run / "config.toml").read_bytes() == saved  # the run is still usable
+    assert main(["evaluate", str(run)]) == 0
+
+
+def test_resuming_with_changed_settings_lists_them_and_keeps_the_learning_rate(
+        tiny, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", str(tiny), "--run-dir", str(run), "--epochs", "3",
+                 "--set", "training.inference_lr=0.5", "--set", "training.patience=4"]) == 0
+    out, err = capsys.readouterr()
+    assert "with changed settings: training.epochs: 2 → 3; training.patience: 0 → 4" in out
+    assert "not applied" in err and "training.inference_lr: 0.01 → 0.5" in err
+    saved = (run / "config.toml").read_text()
+    assert "inference_lr = 0.01" in saved and "epochs = 3" in saved and "patience = 4" in saved
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["inference_lr"] for line in lines] == [0.01, 0.01, 0.01]

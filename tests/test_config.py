@@ -225,7 +225,7 @@ def test_growth_model_builds() -> None:
     assert build_model(ModelConfig("growth", {"obs_var": 2.0})).latent_dim == 1
 
 
-def test_datasets_use_the_generator_options_and_split_seeds() -> None:
+def test_datasets_use_the_generator_options_and_stream_seeds() -> None:
     cfg = from_dict({"model": {"options": {"latent_dim": 2, "obs_dim": 2}},
                      "data": {"train_sequences": 3, "valid_sequences": 2, "test_sequences": 0,
                               "steps": 4, "generator": {"seed": 5}}})

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -37,6 +36,7 @@ from avf.data.audio import (
     load_wav_directory,
 )
 from avf.data.datadir import resolve_data_dir
+from avf.data.file_splits import stream_seed
 from avf.data.kth import load_kth
 from avf.data.mnist import mnist_images
 from avf.data.moving_mnist import moving_mnist
@@ -209,7 +209,7 @@ class EpochCrops:
         return self.count
 
     def __call__(self, epoch: int) -> Sequences:
-        generator = torch.Generator().manual_seed(split_seed(self.seed, 0, epoch))
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, 0, epoch))
         windows = random_crops(self.songs, self.length, generator, per=self.per)
         if not self.transpose:
             return windows
@@ -317,7 +317,7 @@ def _synthetic(cfg: ExperimentConfig, data: DataConfig) -> dict[str, Sequences |
                      strict=True))
     generator = build_model(data_model_config(cfg))
     return {
-        split: sample_dataset(generator, n, data.steps, split_seed(data.seed, i)) if n else None
+        split: sample_dataset(generator, n, data.steps, stream_seed(data.seed, i)) if n else None
         for i, (split, n) in enumerate(sizes.items())
     }
 
@@ -377,19 +377,13 @@ class EpochKTH:
         return self.count
 
     def __call__(self, epoch: int) -> Sequences:
-        generator = torch.Generator().manual_seed(split_seed(self.seed, 0, epoch))
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, 0, epoch))
         return self.videos.clips(self.videos.random_windows(generator))
 
 
 _READERS: dict[str, Callable[[DataConfig, str | Path | None],
                              tuple[TrainData, Sequences, Sequences]]] = {
     "music": _music, "speech": _speech, "video": _video}
-
-
-def split_seed(seed: int, *keys: int) -> int:
-    """A well-mixed seed for the stream ``keys`` (a split's index, …) of data seeded ``seed``."""
-    return int(np.random.SeedSequence([seed % 2**63, *keys]).generate_state(1, np.uint64)[0]
-               % 2**63)
 
 
 # -- option checking --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,10 +32,17 @@ from avf.builders import (
     observation_size,
     with_bin_width,
 )
-from avf.config import MUSIC_CROP, ExperimentConfig, load_config, save_config
+from avf.config import MUSIC_CROP, ExperimentConfig, config_changes, load_config, save_config
 from avf.data import Sequences
 from avf.evaluation import Score, evaluate
-from avf.training import BEST, CHECKPOINT, METRICS, Trainer, load_weights
+from avf.training import (
+    BEST,
+    CHECKPOINT,
+    METRICS,
+    RESUMED_FROM_CHECKPOINT,
+    Trainer,
+    load_weights,
+)
 from avf.validation import NonFiniteError
 
 USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
@@ -187,6 +195,8 @@ def train(args: argparse.Namespace) -> int:
     train_data, valid = build_training_data(cfg, args.data_dir)
     cfg = with_bin_width(cfg, args.data_dir)
     model, inference = build(cfg)
+    if (run_dir / CHECKPOINT).is_file():
+        cfg = _check_resume(cfg, model, inference, run_dir)
     save_config(cfg, run_dir / CONFIG_NAME)
     fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
@@ -224,6 +234,39 @@ def train(args: argparse.Namespace) -> int:
               f"{last['valid_macro_free_energy']:.4f} (macro); "
               f"recon {last['valid_recon']:.4f}, KL {last['valid_kl']:.4f}")
     return 0
+
+
+def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
+                  run_dir: Path) -> ExperimentConfig:
+    """The config to resume ``run_dir`` with, checked before ``config.toml`` is rewritten.
+
+    The checkpoint must fit the new config's networks, else the run directory would describe a
+    model its weights do not fit. Changed settings are listed. Those a resumed run takes from
+    its checkpoint (learning rates, their decay, seeds) keep the run's values, so that
+    ``config.toml`` says what the run really uses.
+    """
+    try:
+        load_weights(run_dir / CHECKPOINT, model, inference)
+    except ValueError as err:
+        raise ValueError(f"{err} {run_dir} keeps its config.toml as it was; to start a new "
+                         "run with this config, give another --run-dir") from err
+    try:
+        old = run_config(run_dir)
+    except (OSError, ValueError):  # no readable old config: nothing to compare with
+        return cfg
+    changes = config_changes(old, cfg)
+    kept = {"seed", *(f"training.{key}" for key in RESUMED_FROM_CHECKPOINT)}
+    applied = [f"{key}: {change}" for key, change in changes.items() if key not in kept]
+    ignored = [f"{key}: {change}" for key, change in changes.items() if key in kept]
+    if applied:
+        print(f"resuming {run_dir} with changed settings: {'; '.join(applied)}")
+    if ignored:
+        print(f"not applied when resuming {run_dir} (the checkpoint's learning rates, their "
+              f"schedule and random state go on; config.toml keeps the run's values): "
+              f"{'; '.join(ignored)}", file=sys.stderr)
+    training = dataclasses.replace(cfg.training, **{
+        key: getattr(old.training, key) for key in RESUMED_FROM_CHECKPOINT})
+    return dataclasses.replace(cfg, seed=old.seed, training=training)
 
 
 def _resume_point(trainer: Trainer, run_dir: Path) -> str:

@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from avf.atomic import atomic_write
 from avf.data.music import CROP_SAMPLING
 from avf.training import TrainConfig
 
@@ -362,10 +363,31 @@ def _describe(value: Any) -> str:
 
 # -- writing ----------------------------------------------------------------------------------
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as TOML (unset optional values are left out)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(asdict(cfg)), encoding="utf-8")
+    """Write the resolved config as TOML (unset optional values are left out), atomically:
+    a run directory's config is what rebuilds its model, so it is never left half written."""
+    text = dumps(asdict(cfg)).encode("utf-8")
+    atomic_write(Path(path), lambda f: f.write(text))
+
+
+def config_changes(old: ExperimentConfig, new: ExperimentConfig) -> dict[str, str]:
+    """``{dotted key: "old → new"}`` for every entry that differs, in file order."""
+    before, after = _flatten(asdict(old)), _flatten(asdict(new))
+    return {key: f"{_shown(before.get(key))} → {_shown(after.get(key))}"
+            for key in dict.fromkeys([*before, *after]) if before.get(key) != after.get(key)}
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _shown(value: Any) -> str:
+    return "(unset)" if value is None else _value(value)
 
 
 def dumps(data: dict[str, Any]) -> str:

@@ -47,6 +47,11 @@ TrainData = Sequences | Callable[[int], Sequences]
 """Fixed training sequences, or ``epoch -> Sequences`` (epochs count from 1) for fresh data."""
 
 
+# What a resumed run takes from its checkpoint rather than from its config: the optimisers'
+# learning rates and their decay schedule, and the random streams (``seed`` seeds a fresh run).
+RESUMED_FROM_CHECKPOINT = ("model_lr", "inference_lr", "lr_decay", "seed")
+
+
 @dataclass
 class TrainConfig:
     """How to train; every field can be set from a TOML file's ``[training]`` table."""

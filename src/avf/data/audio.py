@@ -44,7 +44,7 @@ from torch import Tensor
 
 from avf.data.batching import Sequences
 from avf.data.datadir import data_dir_origin, resolve_data_dir
-from avf.data.file_splits import SPLITS, child_dir, split_files
+from avf.data.file_splits import SPLITS, child_dir, split_files, stream_seed
 from avf.data.music import random_crops
 from avf.optional import optional_import
 
@@ -180,11 +180,6 @@ def _read_splits(files: dict[str, list[Path]], root: Path,
         raise ValueError(f"{root}: no audio files")
     names = {s: [p.relative_to(root).as_posix() for p in files[s]] for s in SPLITS}
     return AudioData(waves, first[1], names, speakers, source)
-
-
-def _split_seed(seed: int, index: int) -> int:
-    state = np.random.SeedSequence([seed % 2**63, index]).generate_state(1, np.uint64)[0]
-    return int(state % 2**63)
 
 
 # -- FSDD -------------------------------------------------------------------------------------
@@ -416,7 +411,7 @@ def audio_splits(data: AudioData, frame_size: int = 200, crop_steps: int | None 
         if split == "test" or crop_steps is None:
             splits[split] = Sequences.from_list(frames[split])
             continue
-        generator = torch.Generator().manual_seed(_split_seed(seed, i))
+        generator = torch.Generator().manual_seed(stream_seed(seed, i))
         try:
             splits[split] = random_crops(frames[split], crop_steps, generator)
         except ValueError as err:

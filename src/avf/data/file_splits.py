@@ -75,9 +75,16 @@ def random_parts(items: list[Path], fractions: list[float], seed: int, where: st
             sorted(items[i] for i in second))
 
 
-def split_seed(seed: int, split: str) -> int:
+def stream_seed(seed: int, *keys: int) -> int:
+    """A well-mixed seed for the stream ``keys`` (a split's index, an epoch, …) of data seeded
+    ``seed``: neighbouring seeds and keys give unrelated streams."""
+    return int(np.random.SeedSequence([seed % 2**63, *keys]).generate_state(1, np.uint64)[0]
+               % 2**63)
+
+
+def named_split_seed(seed: int, split: str) -> int:
     """A 64-bit seed of its own for each named split, so that train, valid and test draw from
-    unrelated streams of one user seed (generated data sets and random training windows)."""
+    unrelated streams of one user seed (generated videos and random training windows)."""
     check_integer("seed", seed, 0)
     state = np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split),)).generate_state(2)
     return int(state[0]) << 32 | int(state[1])

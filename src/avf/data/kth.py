@@ -18,7 +18,7 @@ from torch import Tensor
 
 from avf.data.batching import Sequences
 from avf.data.datadir import resolve_data_dir
-from avf.data.file_splits import split_seed
+from avf.data.file_splits import named_split_seed
 from avf.optional import optional_import
 from avf.validation import check_integer
 
@@ -229,7 +229,7 @@ def kth_splits(root: str | Path | None = None, *, clip_length: int = 21, size: i
     out = {}
     for split, videos in data.items():
         if split == "train":
-            generator = torch.Generator().manual_seed(split_seed(seed, split) % 2**63)
+            generator = torch.Generator().manual_seed(named_split_seed(seed, split) % 2**63)
             out[split] = videos.clips(videos.random_windows(generator))
         else:
             out[split] = videos.clips(videos.fixed_windows(max_per_video=max_per_video))

@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
 from avf.data.batching import Sequences
-from avf.data.file_splits import SPLITS, split_seed
+from avf.data.file_splits import SPLITS, named_split_seed
 from avf.data.mnist import mnist_images
 from avf.validation import check_integer
 
@@ -195,8 +195,8 @@ def moving_mnist(split: str = "train", mnist_dir: str | Path | None = None, *,
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     if images is None:
         images = mnist_images("test" if split == "test" else "train", mnist_dir)
-    return StochasticMovingMNIST(images, num_frames, num_digits, size, split_seed(seed, split),
-                                 num_sequences=num_sequences)
+    return StochasticMovingMNIST(images, num_frames, num_digits, size,
+                                 named_split_seed(seed, split), num_sequences=num_sequences)
 
 
 def moving_mnist_splits(mnist_dir: str | Path | None = None, num_frames: int = 20,
