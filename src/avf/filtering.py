@@ -156,6 +156,7 @@ def _scored(value: Tensor, keep: Tensor) -> Tensor:
 
 
 def trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    """The parameters an optimiser should see: frozen ones (``requires_grad=False``) left out."""
     return [p for p in params if p.requires_grad]
 
 

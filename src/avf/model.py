@@ -102,6 +102,7 @@ def state_tensors(state: State) -> list[Tensor]:
 
 
 def detach_state(state: State) -> State:
+    """The state cut from its graph: the inference loss treats the past as a constant."""
     return map_state(Tensor.detach, state)
 
 
