@@ -28,11 +28,12 @@ class MyModel(avf.StepModel):
         return z
 
 
-model = MyModel()
-x, _ = avf.sample_sequences(model, batch_size=16, steps=20)  # [B, T, Dx]
-for inference in [avf.PriorOnly(), avf.Direct(x_dim=3, latent_dim=2, hidden=64),
-                  avf.Iterative(latent_dim=2, iterations=2, hidden=64),
-                  avf.GradientDescent(iterations=20)]:
-    out = avf.filter_sequences(model, inference, x)  # free energy, KL, recon: [B, T]
-    avf.backward(out, model, inference)  # θ ← model_loss, φ ← inference_loss, nothing else
-    print(f"{type(inference).__name__:16s} {out.per_step():.3f} nats/step")
+if __name__ == "__main__":  # so that `avf train examples/own_model.toml` can import MyModel
+    model = MyModel()
+    x, _ = avf.sample_sequences(model, batch_size=16, steps=20)  # [B, T, Dx]
+    for inference in [avf.PriorOnly(), avf.Direct(x_dim=3, latent_dim=2, hidden=64),
+                      avf.Iterative(latent_dim=2, iterations=2, hidden=64),
+                      avf.GradientDescent(iterations=20)]:
+        out = avf.filter_sequences(model, inference, x)  # free energy, KL, recon: [B, T]
+        avf.backward(out, model, inference)  # θ ← model_loss, φ ← inference_loss only
+        print(f"{type(inference).__name__:16s} {out.per_step():.3f} nats/step")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,83 @@ def test_resuming_with_changed_settings_lists_them_and_keeps_the_learning_rate(
     assert "inference_lr = 0.01" in saved and "epochs = 3" in saved and "patience = 4" in saved
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["inference_lr"] for line in lines] == [0.01, 0.01, 0.01]
+
+
+USER_MODEL = '''
+import torch
+from torch import nn
+from torch.distributions import Independent, Normal
+
+
+class Walk(nn.Module):
+    """z_t = a z_{t-1} + noise, x_t = z_t + noise."""
+
+    def __init__(self, dim: int = 2) -> None:
+        super().__init__()
+        self.dim = dim
+        self.a = nn.Parameter(torch.rand(dim))
+
+    def initial_state(self, batch_size):
+        return torch.zeros(batch_size, self.dim)
+
+    def prior(self, state):
+        return Independent(Normal(self.a * state, 1.0), 1)
+
+    def likelihood(self, z, state):
+        return Independent(Normal(z, 0.5), 1)
+
+    def transition(self, state, z, x):
+        return z
+
+
+class NotAModel(nn.Module):
+    def prior(self, state):
+        return None
+'''
+
+
+def user_model_config(tmp_path: Path, name: str, options: str = "dim = 2") -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir(exist_ok=True)
+    (folder / "walk.py").write_text(USER_MODEL)
+    config = TINY.replace('name = "lgssm"', f'name = "{name}"').replace(
+        "latent_dim = 2\nobs_dim = 2", options)
+    path = folder / "walk.toml"
+    path.write_text(config)
+    return path
+
+
+def test_a_users_model_file_trains_and_evaluates_from_anywhere(tmp_path, monkeypatch,
+                                                              capsys) -> None:
+    config = user_model_config(tmp_path, "walk.py:Walk")  # relative to the config's folder
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run)]) == 0
+    saved = (run / "config.toml").read_text()
+    assert f'name = "{config.parent / "walk.py"}:Walk"' in saved  # stored absolute
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still finds its model
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--no-progress"]) == 0
+    report = json.loads((run / "eval_test.json").read_text())
+    assert report["steps"] == 15 and math.isfinite(report["free_energy"])
+
+
+def test_a_users_model_on_the_python_path(tmp_path, monkeypatch) -> None:
+    config = user_model_config(tmp_path, "walk:Walk")
+    monkeypatch.syspath_prepend(str(config.parent))
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+
+
+@pytest.mark.parametrize(("name", "options", "match"), [
+    ("nowhere.py:Walk", "dim = 2", "no such model file"),
+    ("walk.py:Wlak", "dim = 2", "has no 'Wlak'; it defines: NotAModel, Walk"),
+    ("no_such_module_here:Walk", "dim = 2", "cannot import module 'no_such_module_here'"),
+    ("walk.py:NotAModel", "", "NotAModel is not a step model: missing initial_state, "
+                             "likelihood, transition"),
+    ("walk.py:Walk", "dimm = 2", "walk.py:Walk'; valid options: dim"),
+    ("walk.py:torch", "", "is a module, not a class or function"),
+])
+def test_a_users_model_that_cannot_be_built_is_one_clear_line(tmp_path, capsys, name, options,
+                                                              match) -> None:
+    config = user_model_config(tmp_path, name, options)
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 2
+    assert match in error_line(capsys)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from avf.builders import (
     build_datasets,
@@ -235,3 +236,22 @@ def test_datasets_use_the_generator_options_and_stream_seeds() -> None:
     assert not bool((data["train"].x[:2] == data["valid"].x).all())
     again = build_datasets(cfg)
     assert all(bool((data[k].x == again[k].x).all()) for k in ("train", "valid"))
+
+
+def test_synthetic_data_from_a_randomly_initialised_model_ignore_the_global_rng() -> None:
+    """`avf evaluate` rebuilds the test split in another process: a generator whose weights
+    came from torch's global RNG would give other data there."""
+    def config(seed: int):
+        return from_dict({"model": {"name": "vrnn", "options": {
+                              "x_dim": 3, "latent_dim": 2, "rnn_dim": 4, "feature_dim": 4,
+                              "hidden": 4, "output": "gaussian"}},
+                          "data": {"train_sequences": 2, "valid_sequences": 0,
+                                   "test_sequences": 2, "steps": 3, "seed": seed}})
+
+    torch.manual_seed(1)
+    first = build_datasets(config(0))
+    torch.manual_seed(2)
+    again = build_datasets(config(0))
+    assert torch.equal(first["test"].x, again["test"].x)
+    other = build_datasets(config(7))
+    assert not torch.equal(first["test"].x, other["test"].x)  # data.seed does choose them

@@ -14,7 +14,7 @@ def test_readme_examples_are_the_example_files_and_run(name: str) -> None:
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     example = (ROOT / "examples" / name).read_text()
     assert example in blocks
-    namespace: dict = {"__name__": "readme_example"}
+    namespace: dict = {"__name__": "__main__"}
     exec(compile(example, f"README example {name}", "exec"), namespace)
     assert "model" in namespace
 
@@ -24,3 +24,13 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
     assert "torch==2.13.0" in ci
+
+
+def test_the_own_model_config_trains_the_readme_model(tmp_path, monkeypatch) -> None:
+    from avf.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the model file is found beside the config, not from here
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "examples" / "own_model.toml"), "--run-dir", str(run),
+                 "--set", "training.epochs=1", "--set", "data.train_sequences=32"]) == 0
+    assert main(["evaluate", str(run), "--no-progress"]) == 0

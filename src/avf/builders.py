@@ -41,8 +41,9 @@ from avf.data.kth import load_kth
 from avf.data.mnist import mnist_images
 from avf.data.moving_mnist import moving_mnist
 from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative, PriorOnly
-from avf.model import latent_dim, state_dim
+from avf.model import check_model, latent_dim, state_dim
 from avf.training import TrainData, epoch_data
+from avf.user_code import is_import_path, load_object
 from avf.validation import observation_shape
 
 # Constructor arguments that the builder supplies itself (or that TOML cannot express).
@@ -93,17 +94,36 @@ SPLITS = ("train", "valid", "test")
 PIXEL_BIN = 1 / 256  # quantisation bin of 8-bit pixels scaled to [0, 1], as the AVF paper scores
 
 
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """What builds the model called ``name``: a built-in's class, or the user's class (or
+    function) at the import path ``module:Class`` / ``file.py:Class`` (:mod:`avf.user_code`)."""
+    if is_import_path(name):
+        factory = load_object(name)
+        if not callable(factory):
+            raise ValueError(f"model '{name}' is a {type(factory).__name__}, not a class or "
+                             "function that builds a model")
+        return factory
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known models: {', '.join(MODELS)}, or your "
+                         "own as 'package.module:Class' or 'file.py:Class'")
+    return MODELS[name]()
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
     """``lgssm`` → ``LinearGaussian.random(**options)``; the others → their class.
 
     ``growth`` → ``NonlinearGrowth``, ``srnn`` → ``SRNN``, ``vrnn`` → ``VRNN``, ``dmm`` → ``DMM``,
-    ``svg`` → ``SVG``.
+    ``svg`` → ``SVG``; an import path → the user's class, called with the options, which must
+    give an ``nn.Module`` with the step contract (:class:`avf.model.StepModel`).
     """
-    if cfg.name not in MODELS:
-        raise ValueError(f"unknown model '{cfg.name}'; known models: {', '.join(MODELS)}")
-    factory = MODELS[cfg.name]()
+    factory = model_factory(cfg.name)
     check_options(f"model '{cfg.name}'", cfg.options, factory)
-    return factory(**cfg.options)
+    model = factory(**cfg.options)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model '{cfg.name}' built a {type(model).__name__}, not a "
+                        "torch.nn.Module")
+    check_model(model)
+    return model
 
 
 def build_inference(cfg: InferenceConfig, model: nn.Module, x_dim: int) -> InferenceProcedure:
@@ -298,8 +318,7 @@ def speech_standardizer(cfg: ExperimentConfig,
 def with_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) -> ExperimentConfig:
     """``cfg`` with ``model.options.bin_width`` set from the data when the model takes one and
     the config leaves it unset, so a run's saved config scores the way it was trained."""
-    factory = MODELS[cfg.model.name]() if cfg.model.name in MODELS else None
-    params = inspect.signature(factory).parameters if factory is not None else {}
+    params = inspect.signature(model_factory(cfg.model.name)).parameters
     if "bin_width" not in params or "bin_width" in cfg.model.options:
         return cfg
     default_output = params["output"].default if "output" in params else "gaussian"
@@ -315,7 +334,11 @@ def with_bin_width(cfg: ExperimentConfig, data_dir: str | Path | None = None) ->
 def _synthetic(cfg: ExperimentConfig, data: DataConfig) -> dict[str, Sequences | None]:
     sizes = dict(zip(SPLITS, (data.train_sequences, data.valid_sequences, data.test_sequences),
                      strict=True))
-    generator = build_model(data_model_config(cfg))
+    # a model with randomly initialised weights generates the same data in every process
+    # (training, then `avf evaluate`): its weights come from data.seed, not the global RNG
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(data.seed, len(SPLITS)))
+        generator = build_model(data_model_config(cfg))
     return {
         split: sample_dataset(generator, n, data.steps, stream_seed(data.seed, i)) if n else None
         for i, (split, n) in enumerate(sizes.items())

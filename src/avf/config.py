@@ -17,6 +17,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from avf.atomic import atomic_write
 from avf.data.music import CROP_SAMPLING
 from avf.training import TrainConfig
+from avf.user_code import absolute_import_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,7 +27,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 @dataclass
 class ModelConfig:
-    """Which model (``lgssm``, ``growth``, ``srnn``, ``vrnn``, ``dmm``) and its options."""
+    """Which model (``lgssm``, ``growth``, ``srnn``, ``vrnn``, ``dmm``, ``svg``, or your own as
+    ``"package.module:Class"`` / ``"file.py:Class"``) and its options (the constructor's
+    keyword arguments)."""
 
     name: str = "lgssm"
     options: dict[str, Any] = field(default_factory=dict)
@@ -199,8 +202,9 @@ class ExperimentConfig:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read an experiment from TOML and apply ``key=value`` overrides (values parsed as TOML).
 
-    ``name`` defaults to the file's stem. Raises ``FileNotFoundError`` for a missing file and
-    ``ValueError`` naming the key for anything unknown or ill-typed.
+    ``name`` defaults to the file's stem. A model named by a relative ``file.py:Class`` path
+    gets the absolute path (see :mod:`avf.user_code`). Raises ``FileNotFoundError`` for a
+    missing file and ``ValueError`` naming the key for anything unknown or ill-typed.
     """
     path = Path(path)
     if not path.is_file():
@@ -214,7 +218,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     raw.setdefault("name", path.stem)
     for item in overrides:
         apply_override(raw, item)
-    return from_dict(raw)
+    cfg = from_dict(raw)
+    cfg.model.name = absolute_import_path(cfg.model.name, path.parent)
+    return cfg
 
 
 def from_dict(raw: dict[str, Any]) -> ExperimentConfig:
