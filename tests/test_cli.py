@@ -363,3 +363,44 @@ def test_a_users_model_that_cannot_be_built_is_one_clear_line(tmp_path, capsys, 
     config = user_model_config(tmp_path, name, options)
     assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 2
     assert match in error_line(capsys)
+
+
+USER_INFERENCE = '''
+from torch import nn
+
+from avf.inference import InferenceProcedure, InferenceResult
+
+
+class Prior(InferenceProcedure):
+    def __init__(self, latent_dim: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.latent_dim, self.scale = latent_dim, scale
+
+    def forward(self, problem, carry=None):
+        return InferenceResult(params=problem.prior_params() * self.scale, carry=carry)
+
+
+class NotAProcedure(nn.Module):
+    pass
+'''
+
+
+@pytest.mark.parametrize(("name", "options", "match"), [
+    ("mine.py:Prior", "scale = 1.0", None),
+    ("mine.py:Prior", "scal = 1.0", "mine.py:Prior'; valid options: scale"),
+    ("mine.py:NotAProcedure", "", "built a NotAProcedure, not an avf.inference.InferenceProcedure"),
+    ("mine.py:Nope", "", "has no 'Nope'; it defines: NotAProcedure, Prior"),
+])
+@pytest.mark.filterwarnings("ignore:nothing to train")
+def test_a_users_inference_procedure(tmp_path, capsys, name, options, match) -> None:
+    (tmp_path / "mine.py").write_text(USER_INFERENCE)
+    config = TINY.replace('name = "iterative"', f'name = "{name}"').replace(
+        "iterations = 1\nhidden = 16\nlayers = 1", options)
+    path = tmp_path / "mine.toml"
+    path.write_text(config)
+    code = main(["train", str(path), "--run-dir", str(tmp_path / "run")])
+    if match is None:  # latent_dim came from the model; a run with no φ still trains and scores
+        assert code == 0
+        assert main(["evaluate", str(tmp_path / "run"), "--no-progress"]) == 0
+    else:
+        assert code == 2 and match in error_line(capsys)

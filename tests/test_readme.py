@@ -4,11 +4,12 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["own_model.py", "train_with_callback.py"])
+@pytest.mark.parametrize("name", ["own_model.py", "own_inference.py", "train_with_callback.py"])
 def test_readme_examples_are_the_example_files_and_run(name: str) -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
@@ -34,3 +35,14 @@ def test_the_own_model_config_trains_the_readme_model(tmp_path, monkeypatch) -> 
     assert main(["train", str(ROOT / "examples" / "own_model.toml"), "--run-dir", str(run),
                  "--set", "training.epochs=1", "--set", "data.train_sequences=32"]) == 0
     assert main(["evaluate", str(run), "--no-progress"]) == 0
+
+
+def test_the_own_inference_config_trains_its_step_size(tmp_path) -> None:
+    from avf.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "examples" / "own_inference.toml"), "--run-dir", str(run),
+                 "--set", "training.epochs=1", "--set", "data.train_sequences=64"]) == 0
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    step = ckpt["inference"]["log_step"]
+    assert step.shape == (8,) and not torch.allclose(step, torch.full((8,), -2.0))  # φ learnt

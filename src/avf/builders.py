@@ -131,7 +131,8 @@ def build_inference(cfg: InferenceConfig, model: nn.Module, x_dim: int) -> Infer
 
     Extra options: ``use_state`` (direct, default true) feeds the model state to the encoder;
     ``x_input`` (iterative, default false) adds x_t to the inputs of the iterative model.
-    ``baseline`` is the model's own encoder, ``model.baseline_encoder(**options)``.
+    ``baseline`` is the model's own encoder, ``model.baseline_encoder(**options)``; an import
+    path (``module:Class``, ``file.py:Class``) is your own procedure.
     """
     opts = dict(cfg.options)
     where = f"inference '{cfg.name}'"
@@ -157,7 +158,30 @@ def build_inference(cfg: InferenceConfig, model: nn.Module, x_dim: int) -> Infer
             raise ValueError(f"model {type(model).__name__} has no baseline encoder")
         check_options(where, opts, factory)
         return factory(**opts)
-    raise ValueError(f"unknown inference '{cfg.name}'; known procedures: {', '.join(INFERENCE)}")
+    if is_import_path(cfg.name):
+        return _user_inference(cfg.name, opts, model, x_dim)
+    raise ValueError(f"unknown inference '{cfg.name}'; known procedures: {', '.join(INFERENCE)}, "
+                     "or your own as 'package.module:Class' or 'file.py:Class'")
+
+
+def _user_inference(name: str, opts: dict[str, Any], model: nn.Module,
+                    x_dim: int) -> InferenceProcedure:
+    """A user's :class:`InferenceProcedure` subclass, given the options plus whichever of
+    ``latent_dim``, ``x_dim`` and ``state_dim`` its constructor takes (from the model)."""
+    factory = load_object(name)
+    where = f"inference '{name}'"
+    if not callable(factory):
+        raise ValueError(f"{where} is a {type(factory).__name__}, not a class or function")
+    sizes = {"latent_dim": lambda: latent_dim(model), "x_dim": lambda: x_dim,
+             "state_dim": lambda: state_dim(model)}
+    params = inspect.signature(factory).parameters
+    supplied = {key: size() for key, size in sizes.items() if key in params and key not in opts}
+    check_options(where, opts, factory, supplied=supplied)
+    inference = factory(**supplied, **opts)
+    if not isinstance(inference, InferenceProcedure):
+        raise TypeError(f"{where} built a {type(inference).__name__}, not an "
+                        "avf.inference.InferenceProcedure")
+    return inference
 
 
 def observation_size(model: nn.Module) -> int:

@@ -37,7 +37,9 @@ class ModelConfig:
 
 @dataclass
 class InferenceConfig:
-    """Which procedure (``prior``, ``direct``, ``iterative``, ``gradient``) and its options."""
+    """Which procedure (``prior``, ``direct``, ``iterative``, ``gradient``, ``baseline``, or
+    your own :class:`~avf.inference.InferenceProcedure` as ``"module:Class"`` /
+    ``"file.py:Class"``) and its options."""
 
     name: str = "iterative"
     options: dict[str, Any] = field(default_factory=dict)
@@ -202,9 +204,10 @@ class ExperimentConfig:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read an experiment from TOML and apply ``key=value`` overrides (values parsed as TOML).
 
-    ``name`` defaults to the file's stem. A model named by a relative ``file.py:Class`` path
-    gets the absolute path (see :mod:`avf.user_code`). Raises ``FileNotFoundError`` for a
-    missing file and ``ValueError`` naming the key for anything unknown or ill-typed.
+    ``name`` defaults to the file's stem. A model or inference procedure named by a relative
+    ``file.py:Class`` path gets the absolute path (see :mod:`avf.user_code`). Raises
+    ``FileNotFoundError`` for a missing file and ``ValueError`` naming the key for anything
+    unknown or ill-typed.
     """
     path = Path(path)
     if not path.is_file():
@@ -220,6 +223,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         apply_override(raw, item)
     cfg = from_dict(raw)
     cfg.model.name = absolute_import_path(cfg.model.name, path.parent)
+    cfg.inference.name = absolute_import_path(cfg.inference.name, path.parent)
     return cfg
 
 
