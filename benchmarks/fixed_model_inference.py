@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from avf.builders import build_inference, build_training_data, observation_size
-from avf.cli import restore, weights_used
 from avf.config import load_config, parse_value
 from avf.evaluation import evaluate
 from avf.inference import PriorOnly
+from avf.runs import restore, weights_used
 from avf.training import TrainConfig, Trainer
 
 

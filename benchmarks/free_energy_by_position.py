@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from avf.cli import restore, run_config, split_data
 from avf.data import Sequences
 from avf.filtering import filter_sequences
+from avf.runs import restore, run_config, split_data
 
 EDGES = (0, 5, 25, 50, 100, 200, 400, 800)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from avf.atomic import atomic_write
-from avf.cli import CONFIG_NAME
+from avf.runs import CONFIG_NAME
 from avf.training import CHECKPOINT
 
 SET_ASIDE = "valid_free_energy_before"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from avf.cli import restore, run_config, split_data
 from avf.filtering import filter_sequences
+from avf.runs import restore, run_config, split_data
 
 
 def gate_usage(run_dir: Path, data_dir: str | None, sequences: int) -> dict[str, float]:

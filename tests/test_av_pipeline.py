@@ -204,7 +204,7 @@ def test_experiment_configs_load_and_name_themselves(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.name == path.stem and cfg.data.source in ("speech", "video")
     if cfg.data.dataset in ("fsdd", "smmnist"):  # the ones we run here: build them too
-        from avf.cli import build
+        from avf.runs import build
 
         model, inference = build(cfg)
         assert model.bin_width is not None or cfg.data.source == "speech"

@@ -404,3 +404,29 @@ def test_a_users_inference_procedure(tmp_path, capsys, name, options, match) -> 
         assert main(["evaluate", str(tmp_path / "run"), "--no-progress"]) == 0
     else:
         assert code == 2 and match in error_line(capsys)
+
+
+def test_load_run_gives_what_avf_evaluate_scored(tiny, tmp_path) -> None:
+    import avf
+    from avf.evaluation import evaluate
+
+    run_dir = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run_dir)]) == 0
+    assert main(["evaluate", str(run_dir), "--no-progress"]) == 0
+    report = json.loads((run_dir / "eval_test.json").read_text())
+
+    run = avf.load_run(run_dir)
+    assert run.epoch == report["epoch"] and run.checkpoint.name == "best.pt"
+    assert run.weights == "trained"  # the tiny run keeps no weight average
+    assert not run.model.training and not run.inference.training
+    test = run.data("test")
+    torch.manual_seed(run.config.seed)  # as avf evaluate seeds its one sample per step
+    score = evaluate(run.model, run.inference, test.batches(run.config.training.batch_size))
+    assert score.free_energy == pytest.approx(report["free_energy"], rel=1e-6)
+
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        avf.load_run(run_dir, checkpoint="newest")
+    with pytest.raises(ValueError, match="split must be"):
+        run.data("tset")
+    with pytest.raises(FileNotFoundError, match=r"no config\.toml"):
+        avf.load_run(tmp_path)

@@ -46,3 +46,19 @@ def test_the_own_inference_config_trains_its_step_size(tmp_path) -> None:
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     step = ckpt["inference"]["log_step"]
     assert step.shape == (8,) and not torch.allclose(step, torch.full((8,), -2.0))  # φ learnt
+
+
+def test_the_use_a_run_example_opens_a_trained_run(tmp_path, monkeypatch, capsys) -> None:
+    from avf.cli import main
+
+    example = (ROOT / "examples" / "use_a_run.py").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert example in blocks
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "examples" / "own_model.toml"), "--run-dir", str(run),
+                 "--set", "training.epochs=1", "--set", "data.train_sequences=32"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr("sys.argv", ["use_a_run.py", str(run)])
+    exec(compile(example, "use_a_run.py", "exec"), {"__name__": "__main__"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("own_model, epoch 1: ") and len(lines) == 4

@@ -6,6 +6,7 @@ from avf.filtering import FilterOutput, backward, filter_sequences, filter_step
 from avf.inference import Direct, GradientDescent, Iterative, PriorOnly
 from avf.model import StepModel, sample_sequences
 from avf.posteriors import DiagonalGaussian
+from avf.runs import Run, load_run
 from avf.streaming import StreamingFilter, StreamStep
 from avf.training import TrainConfig, Trainer
 from avf.validation import NonFiniteError
@@ -23,6 +24,7 @@ __all__ = [
     "Iterative",
     "NonFiniteError",
     "PriorOnly",
+    "Run",
     "StepModel",
     "StreamStep",
     "StreamingFilter",
@@ -32,5 +34,6 @@ __all__ = [
     "discretized",
     "filter_sequences",
     "filter_step",
+    "load_run",
     "sample_sequences",
 ]

@@ -25,18 +25,14 @@ from tqdm.auto import tqdm
 
 from avf.builders import (
     SPLITS,
-    build_datasets,
-    build_inference,
-    build_model,
     build_training_data,
-    observation_size,
     with_bin_width,
 )
 from avf.config import MUSIC_CROP, ExperimentConfig, config_changes, load_config, save_config
 from avf.data import Sequences
 from avf.evaluation import Score, evaluate
+from avf.runs import CONFIG_NAME, build, restore, run_config, split_data, weights_used
 from avf.training import (
-    BEST,
     CHECKPOINT,
     METRICS,
     RESUMED_FROM_CHECKPOINT,
@@ -46,7 +42,6 @@ from avf.training import (
 from avf.validation import NonFiniteError
 
 USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
-CONFIG_NAME = "config.toml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,14 +276,6 @@ def _resume_point(trainer: Trainer, run_dir: Path) -> str:
             f"from there{tail}")
 
 
-def build(cfg: ExperimentConfig) -> tuple[nn.Module, nn.Module]:
-    """Model and inference, initialised from ``cfg.seed`` (the same every time)."""
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model)
-    inference = build_inference(cfg.inference, model, observation_size(model))
-    return model, inference
-
-
 def resolve_device(name: str) -> torch.device:
     """The device named, or a ``ValueError`` saying why it cannot be used."""
     try:
@@ -345,41 +332,6 @@ def _batches(data: Sequences, batch_size: int, device: torch.device, args: argpa
     moved = ((x.to(device), m.to(device)) for x, m in data.batches(batch_size))
     yield from tqdm(moved, total=data.num_batches(batch_size), leave=False, unit="batch",
                     desc=f"{what} {args.split} ({len(data)} sequences)", disable=args.no_progress)
-
-
-def run_config(run_dir: Path) -> ExperimentConfig:
-    """The resolved config a run directory was trained from."""
-    config_path = run_dir / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_NAME} in {run_dir} (is it a run directory?)")
-    return load_config(config_path)
-
-
-def split_data(cfg: ExperimentConfig, split: str, data_dir: str | None) -> Sequences:
-    """One split of the run's data, or a ``ValueError`` when the config leaves it out."""
-    data = build_datasets(cfg, data_dir)[split]
-    if data is None:
-        raise ValueError(f"the {split} split is empty (data.{split}_sequences = 0)")
-    return data
-
-
-def restore(cfg: ExperimentConfig, run_dir: Path, checkpoint: str,
-            weights: str = "average") -> tuple[nn.Module, nn.Module, Path, dict[str, Any]]:
-    """Model and inference with the weights of ``best.pt`` or (``last``) ``checkpoint.pt``:
-    their weight averages where the run kept them and ``weights`` is ``"average"``."""
-    model, inference = build(cfg)
-    path = run_dir / (BEST if checkpoint == "best" else CHECKPOINT)
-    if not path.is_file():
-        hint = " (no validation improved yet; try --checkpoint last)" if checkpoint == \
-            "best" else ""
-        raise FileNotFoundError(f"no checkpoint {path}{hint}")
-    return model, inference, path, load_weights(path, model, inference,
-                                                averaged=weights == "average")
-
-
-def weights_used(ckpt: dict[str, Any], weights: str) -> str:
-    """``"average"`` when :func:`restore` loaded a weight average, else ``"trained"``."""
-    return "average" if weights == "average" and ckpt.get("average") else "trained"
 
 
 def exact_answers(model: nn.Module, data: Sequences) -> dict[str, float]:

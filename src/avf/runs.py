@@ -1,0 +1,109 @@
+"""A run directory opened from Python: its config, and its model and inference with trained
+weights, for scoring, plotting, streaming or further work outside ``avf train``.
+
+A run directory is self-describing (``config.toml`` plus checkpoints), so everything here is
+rebuilt from it; ``avf evaluate`` and ``avf plot`` use the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from avf.builders import build_datasets, build_inference, build_model, observation_size
+from avf.config import ExperimentConfig, load_config
+from avf.data.batching import Sequences
+from avf.training import BEST, CHECKPOINT, load_weights
+
+CONFIG_NAME = "config.toml"
+CHECKPOINTS = ("best", "last")
+WEIGHTS = ("average", "trained")
+
+
+@dataclass
+class Run:
+    """A trained run: ``model`` and ``inference`` in eval mode, with the weights that
+    ``checkpoint`` holds (``weights``: its weight average, or the raw trained weights)."""
+
+    run_dir: Path
+    config: ExperimentConfig
+    model: nn.Module
+    inference: nn.Module
+    checkpoint: Path
+    epoch: int
+    weights: str
+
+    def data(self, split: str = "test", data_dir: str | Path | None = None) -> Sequences:
+        """The run's ``train``, ``valid`` or ``test`` split, as ``avf evaluate`` scores it
+        (real data from ``data_dir``, else ``$AVF_DATA_DIR``, else the default folder)."""
+        if split not in ("train", "valid", "test"):
+            raise ValueError(f"split must be train, valid or test, got {split!r}")
+        return split_data(self.config, split, data_dir)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", weights: str = "average",
+             device: str | torch.device = "cpu") -> Run:
+    """Open a directory written by ``avf train`` (or a :class:`~avf.training.Trainer` with a
+    ``run_dir`` and a saved config).
+
+    ``checkpoint`` is ``"best"`` (the best validation epoch, what ``avf evaluate`` scores) or
+    ``"last"``; ``weights="average"`` takes the weight average where the run kept one
+    (``training.ema_decay``), ``"trained"`` the raw weights.
+    """
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    model, inference, path, ckpt = restore(cfg, run_dir, checkpoint, weights)
+    model, inference = model.to(device).eval(), inference.to(device).eval()
+    return Run(run_dir, cfg, model, inference, path, int(ckpt["epoch"]),
+               weights_used(ckpt, weights))
+
+
+def build(cfg: ExperimentConfig) -> tuple[nn.Module, nn.Module]:
+    """Model and inference, initialised from ``cfg.seed`` (the same every time)."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model)
+    inference = build_inference(cfg.inference, model, observation_size(model))
+    return model, inference
+
+
+def run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config a run directory was trained from."""
+    config_path = Path(run_dir) / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no {CONFIG_NAME} in {run_dir} (is it a run directory?)")
+    return load_config(config_path)
+
+
+def split_data(cfg: ExperimentConfig, split: str, data_dir: str | Path | None) -> Sequences:
+    """One split of the run's data, or a ``ValueError`` when the config leaves it out."""
+    data = build_datasets(cfg, data_dir)[split]
+    if data is None:
+        raise ValueError(f"the {split} split is empty (data.{split}_sequences = 0)")
+    return data
+
+
+def restore(cfg: ExperimentConfig, run_dir: str | Path, checkpoint: str,
+            weights: str = "average") -> tuple[nn.Module, nn.Module, Path, dict[str, Any]]:
+    """Model and inference with the weights of ``best.pt`` or (``last``) ``checkpoint.pt``:
+    their weight averages where the run kept them and ``weights`` is ``"average"``."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    model, inference = build(cfg)
+    path = Path(run_dir) / (BEST if checkpoint == "best" else CHECKPOINT)
+    if not path.is_file():
+        hint = " (no validation improved yet; try --checkpoint last)" if checkpoint == \
+            "best" else ""
+        raise FileNotFoundError(f"no checkpoint {path}{hint}")
+    return model, inference, path, load_weights(path, model, inference,
+                                                averaged=weights == "average")
+
+
+def weights_used(ckpt: dict[str, Any], weights: str) -> str:
+    """``"average"`` when :func:`restore` loaded a weight average, else ``"trained"``."""
+    return "average" if weights == "average" and ckpt.get("average") else "trained"
