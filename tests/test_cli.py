@@ -430,3 +430,21 @@ def test_load_run_gives_what_avf_evaluate_scored(tiny, tmp_path) -> None:
         run.data("tset")
     with pytest.raises(FileNotFoundError, match=r"no config\.toml"):
         avf.load_run(tmp_path)
+
+
+def test_version(capsys) -> None:
+    import avf
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip().startswith(f"avf {avf.__version__} (torch ")
+
+
+def test_the_package_version_is_one_number() -> None:
+    import avf
+    from avf.config import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["version"] == avf.__version__
