@@ -154,7 +154,8 @@ def test_cli_list_verify_download(tmp_path: Path, capsys) -> None:
     assert "missing" in out and "a.mat" in out and "0 ok, 2 missing, 0 mismatch" in out
 
     assert main(["data", "download", "a.mat", "--data-dir", str(data)]) == 0
-    assert "fetching" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "fetching" in out and "a.mat:" in err and "B/s" in err  # a bar of the bytes
     assert main(["data", "download", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
     assert "present" in out and "b.json" in out

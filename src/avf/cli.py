@@ -481,7 +481,7 @@ def manage_data(args: argparse.Namespace) -> int:
                 print(f"present   {status.path}")
                 continue
             print(f"fetching  {status.file.url}", flush=True)
-            print(f"ok        {datadir.fetch(status.file, root)}")
+            print(f"ok        {datadir.fetch(status.file, root, progress=True)}")
         return 0
     statuses = datadir.verify(root)
     for s in statuses:

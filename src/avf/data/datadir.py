@@ -23,6 +23,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import BinaryIO
 
+from tqdm.auto import tqdm
+
 from avf.atomic import atomic_write
 
 ENV_VAR = "AVF_DATA_DIR"
@@ -175,19 +177,21 @@ def verify(data_dir: str | Path | None = None, names: Iterable[str] = ()) -> lis
 
 # -- fetch ------------------------------------------------------------------------------------
 def download(name: str, data_dir: str | Path | None = None, *, force: bool = False,
-             timeout: float = 60.0) -> list[Path]:
+             timeout: float = 60.0, progress: bool = False) -> list[Path]:
     """Fetch the known file(s) ``name`` selects into ``data_dir``; return their paths.
 
     A file already present with the right hash is kept (unless ``force``). Each download goes
     to a temporary file beside its target, is hash-checked, and only then renamed into place,
     so an interrupted or corrupted download never leaves a file that looks valid.
+    ``progress`` shows a bar of the bytes on stderr.
     """
     root = resolve_data_dir(data_dir)
-    return [fetch(entry, root, force=force, timeout=timeout) for entry in known_files([name])]
+    return [fetch(entry, root, force=force, timeout=timeout, progress=progress)
+            for entry in known_files([name])]
 
 
 def fetch(entry: KnownFile, data_dir: str | Path, *, force: bool = False,
-          timeout: float = 60.0) -> Path:
+          timeout: float = 60.0, progress: bool = False) -> Path:
     """Download one registry entry to ``entry.path(data_dir)`` (see :func:`download`)."""
     target = entry.path(data_dir)
     here = entry.locate(data_dir)
@@ -195,7 +199,7 @@ def fetch(entry: KnownFile, data_dir: str | Path, *, force: bool = False,
         return here
 
     def write(out: BinaryIO) -> None:  # raising here leaves no file behind (atomic_write)
-        digest = _copy_url(entry, out, target, timeout)
+        digest = _copy_url(entry, out, target, timeout, progress)
         if digest != entry.sha256:
             raise ChecksumError(
                 f"{entry.url} gave a file with SHA-256 {digest}, not the expected "
@@ -206,7 +210,8 @@ def fetch(entry: KnownFile, data_dir: str | Path, *, force: bool = False,
     return target
 
 
-def _copy_url(entry: KnownFile, out: BinaryIO, target: Path, timeout: float) -> str:
+def _copy_url(entry: KnownFile, out: BinaryIO, target: Path, timeout: float,
+              progress: bool = False) -> str:
     """Stream ``entry.url`` into ``out``; return the SHA-256 of what came. Stops past the size.
 
     Only failures to get the bytes become :class:`DownloadError`; a failure to write them (a
@@ -217,7 +222,9 @@ def _copy_url(entry: KnownFile, out: BinaryIO, target: Path, timeout: float) -> 
         response = urllib.request.urlopen(entry.url, timeout=timeout)
     except (urllib.error.URLError, HTTPException, OSError) as err:
         raise _unreachable(entry, target, err) from err
-    with response:
+    bar = tqdm(total=entry.size, unit="B", unit_scale=True, desc=entry.name, leave=False,
+               disable=not progress)
+    with response, bar:
         while True:
             try:
                 chunk = response.read(1 << 16)
@@ -230,6 +237,7 @@ def _copy_url(entry: KnownFile, out: BinaryIO, target: Path, timeout: float) -> 
                 break
             digest.update(chunk)
             out.write(chunk)
+            bar.update(len(chunk))
     return digest.hexdigest()
 
 
