@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -151,9 +152,12 @@ def test_video_train_evaluate_plot(mnist_dir: Path, tmp_path: Path, capsys) -> N
     common = ["--data-dir", str(mnist_dir)]
     assert main(["train", str(path), "--run-dir", str(run), *common]) == 0
     assert load_config(run / "config.toml").model.options["bin_width"] == 1 / 256
-    assert main(["evaluate", str(run), *common]) == 0
+    assert main(["evaluate", str(run), "--particles", "4", *common]) == 0
     report = json.loads((run / "eval_test.json").read_text())
     assert report["steps"] == 2 * 3 and report["discretized"]["recon"] > 0
+    smc = report["smc"]  # scored on the bins too, like the free energy it is compared with
+    assert smc["discretized"] and smc["steps"] == 6 and math.isfinite(smc["nll"])
+    assert smc["nll"] > 0  # a probability of 8-bit pixels, not a density
     pytest.importorskip("matplotlib")
     assert main(["plot", str(run), "--sequences", "1", *common]) == 0
     assert {"frames.png", "futures.png"} <= {p.name for p in (run / "plots").iterdir()}

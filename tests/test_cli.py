@@ -448,3 +448,22 @@ def test_the_package_version_is_one_number() -> None:
     root = Path(__file__).resolve().parents[1]
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     assert project["version"] == avf.__version__
+
+
+def test_evaluate_with_particles_lies_between_the_exact_answer_and_the_free_energy(
+        tiny, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run), "--set", "data.test_sequences=32",
+                 "--set", "data.steps=20"]) == 0
+    assert main(["evaluate", str(run), "--particles", "256", "--no-progress"]) == 0
+    assert "particle filter (256 particles" in capsys.readouterr().out
+    report = json.loads((run / "eval_test.json").read_text())
+    smc = report["smc"]
+    assert smc["particles"] == 256 and smc["steps"] == 640 and not smc["discretized"]
+    # the free energy bounds -log p(x) from above and SMC with the same q tightens it; the exact
+    # Kalman answer is the floor (the estimate's noise here is far below these margins)
+    assert report["exact_nll"] - 0.02 < smc["nll"] < report["free_energy"] - 0.1
+    assert main(["evaluate", str(run), "--particles", "256", "--no-progress"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())["smc"] == smc  # seeded
+    assert main(["evaluate", str(run), "--particles", "-1"]) == 2
+    assert "--particles must be >= 0" in error_line(capsys)
