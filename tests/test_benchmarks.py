@@ -293,3 +293,16 @@ def test_seed_summary_means_and_paired_differences(tmp_path):
                            str(spec), "--results", str(results)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode != 0 and "different test scores in b.json and c.json" in done.stderr
+
+
+def test_smc_bounds_scores_a_trained_run(tmp_path):
+    _, run_dir = trained_run(tmp_path)
+    out = tmp_path / "smc.json"
+    table = run("smc_bounds.py", str(run_dir), "--particles", "2,64", "--out", str(out))
+    assert "| tiny | 1 |" in table and "SMC 64" in table
+    [row] = json.loads(out.read_text())["rows"]
+    report = json.loads((run_dir / "eval_test.json").read_text())
+    assert row["free_energy"] == pytest.approx(report["free_energy"])  # as avf evaluate scores
+    few, many = row["smc"]
+    assert (few["particles"], many["particles"]) == (2, 64) and few["steps"] == row["steps"] == 6
+    assert many["nll"] < row["free_energy"]  # the particle filter tightens the bound
