@@ -57,6 +57,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", weights: str = "aver
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     model, inference, path, ckpt = restore(cfg, run_dir, checkpoint, weights)
+    device = resolve_device(str(device))
     model, inference = model.to(device).eval(), inference.to(device).eval()
     return Run(run_dir, cfg, model, inference, path, int(ckpt["epoch"]),
                weights_used(ckpt, weights))
@@ -68,6 +69,23 @@ def build(cfg: ExperimentConfig) -> tuple[nn.Module, nn.Module]:
     model = build_model(cfg.model)
     inference = build_inference(cfg.inference, model, observation_size(model))
     return model, inference
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device named, or a ``ValueError`` saying why it cannot be used."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {name!r} (use cpu, cuda or cuda:N)")
+    return device
 
 
 def run_config(run_dir: str | Path) -> ExperimentConfig:

@@ -1,0 +1,127 @@
+"""``avf train``: a config file to a run directory, resumable and safe to interrupt."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from avf.builders import (
+    build_training_data,
+    with_bin_width,
+)
+from avf.config import ExperimentConfig, config_changes, load_config, save_config
+from avf.data import Sequences
+from avf.runs import (
+    CONFIG_NAME,
+    build,
+    resolve_device,
+    run_config,
+)
+from avf.training import (
+    CHECKPOINT,
+    RESUMED_FROM_CHECKPOINT,
+    Trainer,
+    load_weights,
+)
+
+
+def train(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"training.epochs={args.epochs}")
+    cfg = load_config(args.config, overrides)
+    if args.device is not None:
+        cfg.device = args.device
+    device = resolve_device(cfg.device)
+    run_dir = args.run_dir if args.run_dir is not None else Path("runs") / cfg.name
+    train_data, valid = build_training_data(cfg, args.data_dir)
+    cfg = with_bin_width(cfg, args.data_dir)
+    model, inference = build(cfg)
+    if (run_dir / CHECKPOINT).is_file():
+        cfg = _check_resume(cfg, model, inference, run_dir)
+    save_config(cfg, run_dir / CONFIG_NAME)
+    fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
+    print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
+          f"{len(train_data)} training sequences{fresh} -> {run_dir}")
+    time_limit = None if args.time_limit is None else 60.0 * args.time_limit
+    trainer = Trainer(model, inference, cfg.training, run_dir, device)
+    try:
+        history = trainer.fit(train_data, valid, time_limit=time_limit)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"avf: interrupted in epoch {trainer.epoch + 1}; {_resume_point(trainer, run_dir)}",
+              file=sys.stderr)
+        return 130
+    stop_reason = trainer.stop_reason()
+    if stop_reason == "plateau_max_cuts":
+        print(f"stopped early after epoch {trainer.epoch}: a plateau after "
+              f"{cfg.training.plateau_max_cuts} learning-rate cut(s) (training.plateau_max_cuts)")
+    elif stop_reason == "patience":
+        print(f"stopped early after epoch {trainer.epoch}: {cfg.training.patience} validations "
+              "without a new best")
+    elif trainer.epoch < cfg.training.epochs:
+        print(f"stopped at the time limit after epoch {trainer.epoch} of "
+              f"{cfg.training.epochs}; run the same command to resume")
+    cuts = [str(r["epoch"]) for r in history if r.get("lr_cut")]
+    if cuts:
+        print(f"learning rates cut by {cfg.training.plateau_factor:g} after epoch(s) "
+              f"{', '.join(cuts)} (training.plateau_patience)")
+    last = next((r for r in reversed(history) if "valid_free_energy" in r), None)
+    if last is None:
+        print("no validation set (data.valid_sequences = 0)")
+    else:
+        print(f"validation after epoch {last['epoch']}: free energy "
+              f"{last['valid_free_energy']:.4f} nats/step (micro), "
+              f"{last['valid_macro_free_energy']:.4f} (macro); "
+              f"recon {last['valid_recon']:.4f}, KL {last['valid_kl']:.4f}")
+    return 0
+
+
+def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
+                  run_dir: Path) -> ExperimentConfig:
+    """The config to resume ``run_dir`` with, checked before ``config.toml`` is rewritten.
+
+    The checkpoint must fit the new config's networks, else the run directory would describe a
+    model its weights do not fit. Changed settings are listed. Those a resumed run takes from
+    its checkpoint (learning rates, their decay, seeds) keep the run's values, so that
+    ``config.toml`` says what the run really uses.
+    """
+    try:
+        load_weights(run_dir / CHECKPOINT, model, inference)
+    except ValueError as err:
+        raise ValueError(f"{err} {run_dir} keeps its config.toml as it was; to start a new "
+                         "run with this config, give another --run-dir") from err
+    try:
+        old = run_config(run_dir)
+    except (OSError, ValueError):  # no readable old config: nothing to compare with
+        return cfg
+    changes = config_changes(old, cfg)
+    kept = {"seed", *(f"training.{key}" for key in RESUMED_FROM_CHECKPOINT)}
+    applied = [f"{key}: {change}" for key, change in changes.items() if key not in kept]
+    ignored = [f"{key}: {change}" for key, change in changes.items() if key in kept]
+    if applied:
+        print(f"resuming {run_dir} with changed settings: {'; '.join(applied)}")
+    if ignored:
+        print(f"not applied when resuming {run_dir} (the checkpoint's learning rates, their "
+              f"schedule and random state go on; config.toml keeps the run's values): "
+              f"{'; '.join(ignored)}", file=sys.stderr)
+    training = dataclasses.replace(cfg.training, **{
+        key: getattr(old.training, key) for key in RESUMED_FROM_CHECKPOINT})
+    return dataclasses.replace(cfg, seed=old.seed, training=training)
+
+
+def _resume_point(trainer: Trainer, run_dir: Path) -> str:
+    """Where the same command would continue from: epochs after the checkpoint are lost."""
+    saved = trainer.checkpoint_epoch
+    if saved is None:
+        return (f"no checkpoint was written yet (every {trainer.config.checkpoint_every} "
+                "epoch(s)), so the same command starts over")
+    lost = trainer.epoch - saved
+    tail = f"; the {lost} epoch(s) after it will run again" if lost else ""
+    return (f"{run_dir / CHECKPOINT} holds epoch {saved}: run the same command to continue "
+            f"from there{tail}")
