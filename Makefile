@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/avf demo --out demo_out
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 
 test: lint
 	$(BIN)/pytest
