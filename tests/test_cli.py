@@ -467,3 +467,14 @@ def test_evaluate_with_particles_lies_between_the_exact_answer_and_the_free_ener
     assert json.loads((run / "eval_test.json").read_text())["smc"] == smc  # seeded
     assert main(["evaluate", str(run), "--particles", "-1"]) == 2
     assert "--particles must be >= 0" in error_line(capsys)
+
+
+def test_a_users_model_file_can_import_its_neighbours(tmp_path) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "walk_parts.py").write_text(USER_MODEL)
+    (folder / "walk_model.py").write_text("from walk_parts import Walk as Walk\n")
+    config = folder / "walk.toml"
+    config.write_text(TINY.replace('name = "lgssm"', 'name = "walk_model.py:Walk"').replace(
+        "latent_dim = 2\nobs_dim = 2", "dim = 2"))
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 0

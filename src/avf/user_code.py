@@ -3,7 +3,8 @@
 ``[model] name = "my_package.models:MyModel"`` imports a module from the Python path, and
 ``name = "my_model.py:MyModel"`` a file (a relative path is taken from the config file's folder,
 else from the current directory, and the run directory's config stores it absolute, so that
-``avf evaluate`` and ``avf plot`` find it from anywhere). Naming code in a config runs it, as
+``avf evaluate`` and ``avf plot`` find it from anywhere); the file's folder joins the import
+path, so that it can import its neighbours. Naming code in a config runs it, as
 ``python my_model.py`` would: a config is code the user trusts.
 """
 
@@ -81,6 +82,8 @@ def _load_file(path: Path) -> Any:
         raise ValueError(f"cannot load {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module
+    if str(path.parent) not in sys.path:  # as for a script: its folder's modules import too
+        sys.path.append(str(path.parent))
     try:
         spec.loader.exec_module(module)
     except BaseException:
