@@ -14,3 +14,5 @@ stream = avf.StreamingFilter(run.model, run.inference, batch_size=1)  # one live
 for x_t in test.x[0, :3]:
     step = stream.step(x_t[None])  # the posterior, F_t, and a prediction of x_{t+1}
     print(f"F_t = {step.free_energy.item():.3f}, x_t+1 predicted: {step.prediction[0].tolist()}")
+future = stream.forecast(horizon=5, samples=10)  # imagined continuations of the stream
+print(f"10 futures of 5 steps from the prior and likelihood: x {tuple(future.x.shape)}")

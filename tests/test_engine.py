@@ -1,5 +1,6 @@
 """The filtering engine: masks, streaming, the precompute hook."""
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -120,3 +121,36 @@ def test_mask_with_holes_skips_the_precompute_path():
     torch.manual_seed(1)
     b = filter_sequences(stepwise, PriorOnly(), x, mask)
     torch.testing.assert_close(a.free_energy, b.free_energy)
+
+
+def test_forecast_rolls_the_model_out_from_the_filter_state():
+    """E[x_{t+h} | state] = C A^{h-1} m for the linear-Gaussian model, whose state is m = A z_t."""
+    torch.manual_seed(0)
+    model = LinearGaussian.random(latent_dim=2, obs_dim=3, diagonal=False, seed=0)
+    x, _ = sample_sequences(model, batch_size=2, steps=4)
+    stream = StreamingFilter(model, PriorOnly(), batch_size=2)
+    for t in range(4):
+        stream.step(x[:, t])
+    before = [s.clone() for s in stream.state]
+    n, horizon = 20000, 3
+    future = stream.forecast(horizon, samples=n)
+    assert future.x.shape == (2, n, horizon, 3) and future.z.shape == (2, n, horizon, 2)
+    mean = before[0].double()  # [B, Dz], the prior mean of z_{t+1}
+    A, C = model.A.detach().double(), model.C.detach().double()
+    for h in range(horizon):
+        expected = mean @ C.T
+        spread = future.x[:, :, h].double().std(1) / n ** 0.5
+        assert ((future.x[:, :, h].double().mean(1) - expected).abs() < 5 * spread).all()
+        mean = mean @ A.T
+    assert all(torch.equal(a, b) for a, b in zip(stream.state, before, strict=True))  # untouched
+    means = stream.forecast(2, samples=3, observations="mean").x  # the likelihood's mean
+    assert means.shape == (2, 3, 2, 3)
+    stream.step(x[:, 0])  # filtering goes on with real data
+
+
+def test_forecast_refuses_bad_arguments():
+    stream = StreamingFilter(LinearGaussian.random(2, 2, seed=0), PriorOnly(), batch_size=1)
+    for kwargs in ({"horizon": 0}, {"horizon": 2, "samples": 0},
+                   {"horizon": 2, "observations": "mode"}):
+        with pytest.raises(ValueError):
+            stream.forecast(**kwargs)

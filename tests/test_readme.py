@@ -61,4 +61,5 @@ def test_the_use_a_run_example_opens_a_trained_run(tmp_path, monkeypatch, capsys
     monkeypatch.setattr("sys.argv", ["use_a_run.py", str(run)])
     exec(compile(example, "use_a_run.py", "exec"), {"__name__": "__main__"})
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("own_model, epoch 1: ") and len(lines) == 4
+    assert lines[0].startswith("own_model, epoch 1: ") and len(lines) == 5
+    assert lines[-1].endswith("x (1, 10, 5, 3)")

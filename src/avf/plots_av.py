@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from avf.inference.base import InferenceProcedure
-from avf.model import map_state
 from avf.plots import SequenceView, _save, pyplot
 from avf.streaming import StreamingFilter
 
@@ -81,14 +80,7 @@ def sample_futures(model: nn.Module, inference: InferenceProcedure, context: Ten
     stream = StreamingFilter(model, inference, batch_size=1)
     for t in range(context.shape[0]):
         stream.step(context[t:t + 1])
-    state = map_state(lambda s: s.expand(samples, *s.shape[1:]).contiguous(), stream.state)
-    frames = []
-    for _ in range(horizon):
-        z = model.prior(state).sample()
-        x = model.likelihood(z, state).mean
-        state = model.transition(state, z, x)
-        frames.append(x)
-    return torch.stack(frames, 1).cpu()
+    return stream.forecast(horizon, samples, observations="mean").x[0].cpu()
 
 
 def plot_futures(context: Tensor, futures: Tensor, truth: Tensor | None, path: str | Path,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from avf.filtering import filter_step
 from avf.inference.base import InferenceProcedure
-from avf.model import check_model, detach_state, select_state
+from avf.model import check_model, detach_state, map_state, select_state
 from avf.validation import check_finite_terms, observation_shape
 
 
@@ -89,3 +90,41 @@ class StreamingFilter:
             trace=torch.stack(out.trace, dim=-1).detach(),
             prediction=prediction.detach(),
         )
+
+    def forecast(self, horizon: int, samples: int = 1,
+                 observations: Literal["sample", "mean"] = "sample") -> Forecast:
+        """Imagined continuations of every stream from where filtering stands, as a world model
+        would roll out: each step draws z from the prior and an observation from the likelihood
+        (``"sample"``) or takes its mean (``"mean"``), and feeds that back as if observed.
+
+        The filter's own state is left as it was, so :meth:`step` can go on with real data.
+        """
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+        if observations not in ("sample", "mean"):
+            raise ValueError(f"observations must be 'sample' or 'mean', got {observations!r}")
+        with torch.no_grad():
+            state = map_state(lambda t: t.repeat_interleave(samples, dim=0), self.state)
+            xs, zs = [], []
+            for _ in range(horizon):
+                z = self.model.prior(state).sample()
+                likelihood = self.model.likelihood(z, state)
+                x = likelihood.sample() if observations == "sample" else likelihood.mean
+                state = self.model.transition(state, z, x)
+                xs.append(x)
+                zs.append(z)
+        split = (self.batch_size, samples, horizon)
+        x_all, z_all = torch.stack(xs, dim=1), torch.stack(zs, dim=1)
+        return Forecast(x_all.reshape(*split, *x_all.shape[2:]),
+                        z_all.reshape(*split, *z_all.shape[2:]))
+
+
+@dataclass
+class Forecast:
+    """Rolled-out futures: ``x`` [B, samples, horizon, ...] and ``z`` [B, samples, horizon, Dz]
+    (stream-major: the samples of stream b are ``x[b]``)."""
+
+    x: Tensor
+    z: Tensor
