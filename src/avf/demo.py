@@ -102,12 +102,14 @@ def reference_score(model: nn.Module, test: Sequences, size: DemoSize, seed: int
 
 
 def row(label: str, score: Score, reference: float, train_time: float, eval_time: float) -> dict:
+    """One line of the demo's results: a method's score and its gap to the reference."""
     return {"method": label, "free_energy": score.free_energy,
             "gap": score.free_energy - reference, "macro_free_energy": score.macro_free_energy,
             "trace": score.trace, "train_seconds": train_time, "eval_seconds": eval_time}
 
 
 def format_table(result: dict) -> str:
+    """One model's results as a plain-text table under a line naming the reference."""
     ref = result["reference"]
     lines = [f"\n{result['model']}: reference = {ref['name']} = {ref['value']:.3f} nats/step"]
     if "exact_nll_per_step" in ref:
@@ -153,6 +155,7 @@ def plot_iterations(results: list[dict], path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``avf demo`` / ``make demo``: every procedure on the built-in models, then the table."""
     parser = argparse.ArgumentParser(prog="avf demo", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--out", default="demo_out", help="folder for results.json and the plot")

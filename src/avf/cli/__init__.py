@@ -169,6 +169,7 @@ def _data_dir_option(p: argparse.ArgumentParser) -> None:
 
 
 def demo(args: argparse.Namespace, extra: list[str]) -> int:
+    """``avf demo``: the options after ``demo`` go to :func:`avf.demo.main` as they are."""
     from avf.demo import main as demo_main
 
     argv = (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])

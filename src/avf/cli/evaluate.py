@@ -25,6 +25,7 @@ from avf.runs import (
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
+    """``avf evaluate``: print the run's score and write it to ``eval_<split>.json``."""
     run_dir: Path = args.run_dir
     cfg = run_config(run_dir)
     device = resolve_device(args.device if args.device is not None else cfg.device)
@@ -87,6 +88,7 @@ def exact_answers(model: nn.Module, data: Sequences) -> dict[str, float]:
 
 
 def format_report(report: dict[str, Any], score: Score) -> str:
+    """The lines ``avf evaluate`` prints: the score, and whatever the report adds to it."""
     lines = [
         f"{report['run_dir']}: {report['checkpoint']} (epoch {report['epoch']}"
         f"{', weight average' if report.get('weights') == 'average' else ''}), "

@@ -30,6 +30,8 @@ from avf.training import (
 
 
 def train(args: argparse.Namespace) -> int:
+    """``avf train``: build from the config, train (resuming the run directory if it holds
+    a checkpoint) and say why training stopped."""
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"training.epochs={args.epochs}")
