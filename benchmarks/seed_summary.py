@@ -99,12 +99,14 @@ def table(records: list[dict[str, Any]], reference: str) -> str:
         return "–" if x is None else f"{x:.{digits}f}"
 
     lines = [f"| set | method | seeds | micro mean ± sd | macro mean ± sd | micro − {reference} "
-             f"± se | better in |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "± se | better in (micro / macro) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in records:
         micro, macro = r["micro"], r["macro"]
         diff = micro.get("paired_difference")
         lead = "–" if diff is None else f"{num(diff['mean'])} ± {num(diff['se'])}"
-        better = "–" if diff is None else f"{micro['pairs_better']} of {micro['pairs']}"
+        better = ("–" if diff is None else
+                  f"{micro['pairs_better']} / {macro['pairs_better']} of {micro['pairs']}")
         lines.append(f"| {r['set']} | {r['method']} | {micro['n']} | {num(micro['mean'])} ± "
                      f"{num(micro['sd'])} | {num(macro['mean'])} ± {num(macro['sd'])} | {lead} "
                      f"| {better} |")
