@@ -306,3 +306,14 @@ def test_smc_bounds_scores_a_trained_run(tmp_path):
     few, many = row["smc"]
     assert (few["particles"], many["particles"]) == (2, 64) and few["steps"] == row["steps"] == 6
     assert many["nll"] < row["free_energy"]  # the particle filter tightens the bound
+
+
+def test_eval_noise_scores_a_run_under_several_sample_seeds(tmp_path):
+    _, run_dir = trained_run(tmp_path)
+    out = tmp_path / "noise.json"
+    table = run("eval_noise.py", str(run_dir), "--repeats", "3", "--batch-size", "2",
+                "--out", str(out))
+    assert "| tiny | 1 | 1 |" in table
+    [row] = json.loads(out.read_text())["rows"]
+    assert len(row["micro"]) == 3 and len(set(row["micro"])) == 3  # three different samples
+    assert row["micro_sd"] > 0 and row["steps"] == 6
