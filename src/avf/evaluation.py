@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -86,18 +87,26 @@ def evaluate(
     (see :mod:`avf.discretized`; the model must have a ``bin_width``).
     """
     acc = ScoreAccumulator()
-    was_training = (model.training, inference.training)
-    model.eval()
-    inference.eval()
-    try:
-        with torch.no_grad(), scoring(model, discretized):
-            for x, mask in tqdm(batches, desc=desc, disable=not progress, leave=False):
-                out = filter_sequences(model, inference, x, mask, beta=1.0, n_samples=n_samples)
-                acc.add(out.free_energy, out.recon, out.kl, out.trace, out.mask)
-    finally:
-        model.train(was_training[0])
-        inference.train(was_training[1])
+    with eval_mode(model, inference), torch.no_grad(), scoring(model, discretized):
+        for x, mask in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            out = filter_sequences(model, inference, x, mask, beta=1.0, n_samples=n_samples)
+            acc.add(out.free_energy, out.recon, out.kl, out.trace, out.mask)
     return acc.result(per_sequence)
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module | None) -> Iterator[None]:
+    """The modules in eval mode (dropout off) while scoring, each put back in the mode it was
+    in afterwards, also on an error; ``None`` entries (no proposal) are skipped."""
+    present = [m for m in modules if m is not None]
+    was_training = [m.training for m in present]
+    for m in present:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(present, was_training, strict=True):
+            m.train(mode)
 
 
 @dataclass
@@ -134,25 +143,16 @@ def particle_score(
 
     generator = torch.Generator().manual_seed(seed)
     total, steps, per_sequence = 0.0, 0, []
-    was_training = model.training, proposal.training if proposal is not None else None
-    model.eval()
-    if proposal is not None:
-        proposal.eval()
-    try:
-        with scoring(model, discretized):
-            for x, mask in batches:
-                result = particle_filter(model, x, mask, n_particles=n_particles,
-                                         proposal=proposal, generator=generator)
-                scored = torch.ones(x.shape[:2]) if mask is None else mask.cpu().double()
-                lengths = scored.sum(1)
-                nll = -result.log_marginal.cpu().double()
-                total += float(nll.sum())
-                steps += int(lengths.sum())
-                per_sequence += (nll / lengths).tolist()
-    finally:
-        model.train(was_training[0])
-        if proposal is not None:
-            proposal.train(was_training[1])
+    with eval_mode(model, proposal), scoring(model, discretized):
+        for x, mask in batches:
+            result = particle_filter(model, x, mask, n_particles=n_particles,
+                                     proposal=proposal, generator=generator)
+            scored = torch.ones(x.shape[:2]) if mask is None else mask.cpu().double()
+            lengths = scored.sum(1)
+            nll = -result.log_marginal.cpu().double()
+            total += float(nll.sum())
+            steps += int(lengths.sum())
+            per_sequence += (nll / lengths).tolist()
     if steps == 0:
         raise ValueError("no scored steps: the batches were empty")
     return ParticleScore(total / steps, sum(per_sequence) / len(per_sequence), n_particles,
