@@ -23,6 +23,7 @@ from avf.cli.data import manage_data
 from avf.cli.evaluate import evaluate_run
 from avf.cli.plot import plot_run
 from avf.cli.train import train
+from avf.runs import CHECKPOINTS, WEIGHTS
 from avf.validation import NonFiniteError
 
 USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
@@ -89,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[common], help="score a trained run")
     p.add_argument("run_dir", type=Path, help="a directory written by `avf train`")
     p.add_argument("--split", choices=SPLITS, default="test")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     _weights_option(p)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     p.add_argument("--samples", type=int, default=1, help="samples per step for the estimate")
@@ -114,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="sequences behind the per-iteration free energy (default 16)")
     p.add_argument("--max-steps", type=int, default=400, metavar="T",
                    help="draw at most the first T steps of the sequence (0: all; default 400)")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     _weights_option(p)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     _data_dir_option(p)
@@ -157,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _weights_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", choices=("average", "trained"), default="average",
+    p.add_argument("--weights", choices=WEIGHTS, default="average",
                    help="with training.ema_decay, score the weight average (default; the weights "
                    "validation chose by) or the raw trained weights; without it both are raw")
 
@@ -167,7 +168,6 @@ def _data_dir_option(p: argparse.ArgumentParser) -> None:
                    "$AVF_DATA_DIR, else ~/.cache/avf)")
 
 
-
 def demo(args: argparse.Namespace, extra: list[str]) -> int:
     """``avf demo``: the options after ``demo`` go to :func:`avf.demo.main` as they are."""
     from avf.demo import main as demo_main
@@ -175,8 +175,6 @@ def demo(args: argparse.Namespace, extra: list[str]) -> int:
     argv = (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
     result = demo_main([*argv, *extra])
     return int(result) if isinstance(result, int) else 0
-
-
 
 
 def _error(err: BaseException) -> None:
