@@ -36,7 +36,7 @@ from avf.data.audio import (
     load_wav_directory,
 )
 from avf.data.datadir import resolve_data_dir
-from avf.data.file_splits import stream_seed
+from avf.data.file_splits import SPLITS, stream_seed
 from avf.data.kth import load_kth
 from avf.data.mnist import mnist_images
 from avf.data.moving_mnist import moving_mnist
@@ -90,7 +90,6 @@ MODELS: dict[str, Callable[[], Callable[..., nn.Module]]] = {
     "lgssm": _lgssm, "growth": _growth, "srnn": _srnn, "vrnn": _vrnn, "dmm": _dmm, "svg": _svg}
 INFERENCE = ("prior", "direct", "iterative", "gradient", "baseline")
 DATA_SOURCES = tuple(SOURCE_KEYS)
-SPLITS = ("train", "valid", "test")
 PIXEL_BIN = 1 / 256  # quantisation bin of 8-bit pixels scaled to [0, 1], as the AVF paper scores
 
 

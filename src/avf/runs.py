@@ -14,7 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from avf.builders import build_datasets, build_inference, build_model, observation_size
+from avf.builders import (
+    SPLITS,
+    build_datasets,
+    build_inference,
+    build_model,
+    observation_size,
+)
 from avf.config import ExperimentConfig, load_config
 from avf.data.batching import Sequences
 from avf.training import BEST, CHECKPOINT, load_weights
@@ -40,15 +46,15 @@ class Run:
     def data(self, split: str = "test", data_dir: str | Path | None = None) -> Sequences:
         """The run's ``train``, ``valid`` or ``test`` split, as ``avf evaluate`` scores it
         (real data from ``data_dir``, else ``$AVF_DATA_DIR``, else the default folder)."""
-        if split not in ("train", "valid", "test"):
-            raise ValueError(f"split must be train, valid or test, got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be {', '.join(SPLITS)}, got {split!r}")
         return split_data(self.config, split, data_dir)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", weights: str = "average",
              device: str | torch.device = "cpu") -> Run:
-    """Open a directory written by ``avf train`` (or a :class:`~avf.training.Trainer` with a
-    ``run_dir`` and a saved config).
+    """Open a directory written by ``avf train`` (a :class:`~avf.training.Trainer`'s run
+    directory has no ``config.toml``: use :func:`avf.training.load_weights` there).
 
     ``checkpoint`` is ``"best"`` (the best validation epoch, what ``avf evaluate`` scores) or
     ``"last"``; ``weights="average"`` takes the weight average where the run kept one

@@ -24,11 +24,11 @@ from torch import Tensor
 from avf.atomic import atomic_write
 from avf.data.batching import Sequences
 from avf.data.datadir import data_dir_origin, resolve_data_dir
+from avf.data.file_splits import SPLITS
 from avf.optional import optional_import
 
 LOWEST, HIGHEST = 21, 108  # MIDI notes of the piano's lowest and highest keys
 KEYS = HIGHEST - LOWEST + 1
-SPLITS = ("train", "valid", "test")
 
 # file names per data set, in order of preference: the .mat files are what `avf data download`
 # fetches; the original pickles are accepted when someone has a copy
