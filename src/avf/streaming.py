@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from avf.filtering import filter_step
 from avf.inference.base import InferenceProcedure
 from avf.model import check_model, detach_state, map_state, select_state
-from avf.validation import check_finite_terms, observation_shape
+from avf.validation import check_finite_terms, check_integer, observation_shape
 
 
 @dataclass
@@ -99,10 +99,8 @@ class StreamingFilter:
 
         The filter's own state is left as it was, so :meth:`step` can go on with real data.
         """
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+        check_integer("horizon", horizon, 1)
+        check_integer("samples", samples, 1)
         if observations not in ("sample", "mean"):
             raise ValueError(f"observations must be 'sample' or 'mean', got {observations!r}")
         with torch.no_grad():
