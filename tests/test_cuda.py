@@ -91,8 +91,8 @@ def batch(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 def run_on(device: str, model: nn.Module, inference: nn.Module, x: torch.Tensor,
            mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-sequence free energies of a training pass, and every gradient it leaves, on the
-    CPU for comparison."""
+    """The per-step free energies [B, T] of a training pass on ``device`` and every gradient
+    it leaves, both copied to the CPU for comparison."""
     model, inference = model.to(device), inference.to(device)
     out = filter_sequences(model, inference, x.to(device), mask.to(device), n_samples=2)
     backward(out, model, inference)
