@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -13,6 +16,22 @@ from avf.models import LinearGaussian
 
 # tiny tensors: one thread avoids contention on small CI machines and is faster here
 torch.set_num_threads(1)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# a music model small enough to train for an epoch on JSB in a few seconds on one CPU thread
+TINY_MUSIC_RUN = ["model.options.latent_dim=4", "model.options.rnn_dim=8",
+                  "model.options.hidden=8", "inference.options.hidden=16",
+                  "inference.options.layers=1", "training.epochs=1", "training.batch_size=64",
+                  "training.progress=false"]
+
+
+def music_data_dir() -> Path:
+    """The first of $AVF_DATA_DIR and the team's shared data folder that holds the polyphonic
+    music (JSB at least), or skip the test saying where it looked."""
+    for root in (os.environ.get("AVF_DATA_DIR"), SHARED):
+        if root and (Path(root) / "polyphonic" / "JSB_Chorales.mat").is_file():
+            return Path(root)
+    pytest.skip(f"the polyphonic music data are not in {SHARED} nor in $AVF_DATA_DIR")
 
 
 class TinyDeepModel(StepModel):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch.distributions import normal as normal_module
 from avf import GradientDescent, Iterative, StreamingFilter, backward, filter_sequences, load_run
 from avf.cli import main
 from avf.models import DMM, SRNN, SVG, VRNN
+from conftest import TINY_MUSIC_RUN, music_data_dir
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -39,11 +39,6 @@ PROCEDURES: dict[str, Callable[[nn.Module], nn.Module]] = {
     "avf_k2_x": lambda model: Iterative(Z, iterations=2, hidden=16, x_dim=_x_size(model)),
     "gradient": lambda _: GradientDescent(iterations=3, lr=0.1),
 }
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATA = Path(os.environ.get("AVF_DATA_DIR", SHARED))
-TINY_RUN = ["model.options.latent_dim=4", "model.options.rnn_dim=8", "model.options.hidden=8",
-            "inference.options.hidden=16", "inference.options.layers=1", "training.epochs=1",
-            "training.batch_size=64", "training.progress=false"]
 
 
 def _x_size(model: nn.Module) -> int:
@@ -151,33 +146,29 @@ def test_streaming_filter_and_forecast_on_cuda(same_noise) -> None:
     assert futures_gpu.shape == results["cpu"][1].shape
 
 
-needs_music = pytest.mark.skipif(not (DATA / "polyphonic" / "JSB_Chorales.mat").is_file(),
-                                 reason=f"the polyphonic music data are not in {DATA}")
-
-
-@needs_music
 def test_train_evaluate_particles_plot_and_load_a_music_run_on_cuda(tmp_path: Path,
                                                                    capsys) -> None:
     pytest.importorskip("matplotlib")
+    data = music_data_dir()
     run = tmp_path / "run"
-    sets = [arg for item in TINY_RUN for arg in ("--set", item)]
+    sets = [arg for item in TINY_MUSIC_RUN for arg in ("--set", item)]
     config = Path(__file__).resolve().parents[1] / "experiments" / "music" / "jsb_srnn_avf_k1.toml"
-    assert main(["train", str(config), "--run-dir", str(run), "--data-dir", str(DATA),
+    assert main(["train", str(config), "--run-dir", str(run), "--data-dir", str(data),
                  "--device", "cuda", *sets]) == 0
     assert "validation after epoch 1" in capsys.readouterr().out
 
-    assert main(["evaluate", str(run), "--data-dir", str(DATA), "--device", "cuda",
+    assert main(["evaluate", str(run), "--data-dir", str(data), "--device", "cuda",
                  "--particles", "4", "--no-progress"]) == 0
     report = json.loads((run / "eval_test.json").read_text())
     assert (report["sequences"], report["steps"]) == (77, 4725)
     assert 0 < report["smc"]["nll"] < report["free_energy"] + 1.0
 
-    assert main(["plot", str(run), "--data-dir", str(DATA), "--device", "cuda", "--song", "3",
+    assert main(["plot", str(run), "--data-dir", str(data), "--device", "cuda", "--song", "3",
                  "--sequences", "4", "--max-steps", "40"]) == 0
     assert (run / "plots" / "piano_roll.png").read_bytes()[:4] == b"\x89PNG"
 
     loaded = load_run(run, device="cuda")
     assert next(loaded.model.parameters()).device.type == "cuda"
-    x, mask = next(iter(loaded.data("test", data_dir=DATA).batches(4)))
+    x, mask = next(iter(loaded.data("test", data_dir=data).batches(4)))
     out = filter_sequences(loaded.model, loaded.inference, x.cuda(), mask.cuda())
     assert torch.isfinite(out.free_energy).all()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import urllib.error
 import urllib.request
@@ -14,16 +13,7 @@ import pytest
 from avf.cli import main
 from avf.data import datadir
 from avf.data.datadir import ChecksumError, DownloadError, KnownFile
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_data_dir() -> Path:
-    """The team's shared data folder (or AVF_DATA_DIR), or skip the test."""
-    for root in (os.environ.get("AVF_DATA_DIR"), SHARED):
-        if root and (Path(root) / "polyphonic" / "JSB_Chorales.mat").is_file():
-            return Path(root)
-    pytest.skip(f"no polyphonic data in {SHARED} or $AVF_DATA_DIR")
+from conftest import music_data_dir
 
 
 @pytest.fixture
@@ -85,7 +75,7 @@ def test_verify_reports_ok_missing_mismatch(tmp_path: Path) -> None:
 
 
 def test_verify_shared_data() -> None:
-    statuses = datadir.verify(shared_data_dir())
+    statuses = datadir.verify(music_data_dir())
     assert [s.status for s in statuses] == ["ok"] * len(datadir.REGISTRY)
 
 

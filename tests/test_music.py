@@ -31,8 +31,7 @@ from avf.data.music import (
     roll_to_notes,
     save_json,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import music_data_dir
 
 # note lists in the original layout: a list of steps, each a tuple of MIDI notes (may be empty)
 SONGS = {
@@ -495,10 +494,7 @@ STATS = {
 
 @pytest.fixture(scope="module")
 def shared_dir() -> Path:
-    for root in (os.environ.get("AVF_DATA_DIR"), SHARED):
-        if root and (Path(root) / "polyphonic" / "JSB_Chorales.mat").is_file():
-            return Path(root)
-    pytest.skip(f"the polyphonic data are not in {SHARED} nor in $AVF_DATA_DIR")
+    return music_data_dir()
 
 
 @pytest.mark.parametrize("name", list(STATS))

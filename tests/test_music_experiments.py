@@ -23,16 +23,12 @@ from avf.inference import Iterative
 from avf.models import DMM, SRNN, VRNN
 from avf.models.encoders import DMMEncoder, SRNNEncoder, VRNNEncoder
 from avf.training import TrainConfig, Trainer
+from conftest import SHARED, TINY_MUSIC_RUN
 
 MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (SHARED / "polyphonic" / "JSB_Chorales.mat").is_file(),
                                 reason=f"the polyphonic music data are not in {SHARED}")
 
-# a model small enough to train for an epoch on JSB in a few seconds on one CPU thread
-TINY = ["model.options.latent_dim=4", "model.options.rnn_dim=8", "model.options.hidden=8",
-        "inference.options.hidden=16", "inference.options.layers=1", "training.epochs=1",
-        "training.batch_size=64", "training.progress=false"]
 
 
 def music(**data) -> dict:
@@ -241,7 +237,7 @@ def test_missing_data_is_one_clear_line(tmp_path: Path, capsys) -> None:
 def test_train_evaluate_plot_a_tiny_music_run(tmp_path: Path, capsys) -> None:
     pytest.importorskip("matplotlib")
     run = tmp_path / "run"
-    sets = [arg for item in TINY for arg in ("--set", item)]
+    sets = [arg for item in TINY_MUSIC_RUN for arg in ("--set", item)]
     assert main(["train", str(MUSIC / "jsb_srnn_avf_k1.toml"), "--run-dir", str(run),
                  "--data-dir", str(SHARED), *sets]) == 0
     out = capsys.readouterr().out
