@@ -4,6 +4,8 @@
 run's seed; the number it prints is one draw of a random variable. This scores each run
 ``--repeats`` times with different sample seeds and prints the mean and standard deviation of
 the micro and macro free energy, so that differences between runs can be read against it.
+``--split valid`` does the same for the validation score that best.pt and the learning-rate
+cuts are chosen by.
 
     python benchmarks/eval_noise.py runs/jsb_srnn_baseline_tuned_seed2 \
         runs/jsb_srnn_avf_k1_x_tuned_ln_seed2 --data-dir ../shared/data --batch-size 77 \
@@ -27,10 +29,10 @@ from avf.evaluation import evaluate
 
 
 def noise(run_dir: Path, data_dir: str | None, batch_size: int, repeats: int,
-          samples: int) -> dict[str, Any]:
+          samples: int, split: str = "test") -> dict[str, Any]:
     """The run's free energy under ``repeats`` sample seeds (0, 1, …): every score, mean, sd."""
     run = avf.load_run(run_dir)
-    data = run.data("test", data_dir)
+    data = run.data(split, data_dir)
     micro, macro = [], []
     start = time.perf_counter()
     for seed in range(repeats):
@@ -38,7 +40,8 @@ def noise(run_dir: Path, data_dir: str | None, batch_size: int, repeats: int,
         score = evaluate(run.model, run.inference, data.batches(batch_size), n_samples=samples)
         micro.append(score.free_energy)
         macro.append(score.macro_free_energy)
-    return {"run": run_dir.name, "epoch": run.epoch, "samples": samples, "steps": score.steps,
+    return {"run": run_dir.name, "epoch": run.epoch, "split": split, "samples": samples,
+            "steps": score.steps,
             "micro": micro, "macro": macro,
             "micro_mean": statistics.fmean(micro), "micro_sd": statistics.stdev(micro),
             "macro_mean": statistics.fmean(macro), "macro_sd": statistics.stdev(macro),
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="sample seeds per run (>= 2)")
     parser.add_argument("--samples", type=int, default=1, help="samples per step, as in "
                         "`avf evaluate --samples`")
+    parser.add_argument("--split", choices=("test", "valid"), default="test",
+                        help="the split to score, as `avf evaluate` scores it")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     rows = []
     for run_dir in args.runs:
-        r = noise(run_dir, args.data_dir, args.batch_size, args.repeats, args.samples)
+        r = noise(run_dir, args.data_dir, args.batch_size, args.repeats, args.samples,
+                  args.split)
         rows.append(r)
         print(f"| {r['run']} | {r['epoch']} | {r['samples']} | {r['micro_mean']:.4f} ± "
               f"{r['micro_sd']:.4f} | {r['macro_mean']:.4f} ± {r['macro_sd']:.4f} | "

@@ -328,3 +328,17 @@ def test_eval_noise_scores_a_run_under_several_sample_seeds(tmp_path):
     [row] = json.loads(out.read_text())["rows"]
     assert len(row["micro"]) == 3 and len(set(row["micro"])) == 3  # three different samples
     assert row["micro_sd"] > 0 and row["steps"] == 6
+
+
+def test_eval_noise_scores_the_validation_split_when_asked(tmp_path):
+    _, run_dir = trained_run(tmp_path)
+    scores = {}
+    for split in ("test", "valid"):
+        out = tmp_path / f"noise_{split}.json"
+        run("eval_noise.py", str(run_dir), "--repeats", "2", "--batch-size", "2",
+            "--split", split, "--out", str(out))
+        [row] = json.loads(out.read_text())["rows"]
+        assert row["split"] == split
+        scores[split] = row["micro"]
+    # the same sample seeds on other sequences: other scores
+    assert all(a != b for a, b in zip(scores["test"], scores["valid"], strict=True))

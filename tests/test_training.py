@@ -511,3 +511,25 @@ def test_random_state_puts_back_every_stream():
     set_random_state(saved, shuffle)
     assert draws() == first
     assert draws() != first  # the streams moved on; the check above could fail
+
+
+def test_a_validation_seed_draws_the_same_noise_every_time(data) -> None:
+    _, valid = data
+    for valid_seed, repeatable in [(11, True), (None, False)]:
+        trainer = Trainer(*make(), config(valid_seed=valid_seed))
+        first, second = (trainer._validate(valid, epoch=1).free_energy for _ in range(2))
+        assert (first == second) is repeatable  # the same weights: only the noise can differ
+
+
+def test_a_validation_seed_leaves_training_as_it_would_be(data) -> None:
+    """With common random numbers validation draws from a fork, so how much it draws (more
+    samples per step) cannot change the training run; without them it does."""
+    train, valid = data
+    for valid_seed, isolated in [(5, True), (None, False)]:
+        runs = []
+        for valid_samples in (1, 3):
+            model, inference = make()
+            Trainer(model, inference, config(epochs=3, valid_seed=valid_seed,
+                                             valid_samples=valid_samples)).fit(train, valid)
+            runs.append(snapshot(model))
+        assert same(*runs) is isolated

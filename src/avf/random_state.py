@@ -8,6 +8,8 @@ the state is kept in types that ``torch.load(weights_only=True)`` reads.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block on torch's global RNG (and ``device``'s, if CUDA) seeded with ``seed``,
+    then put the caller's RNG back as it was.
+
+    ``torch.distributions`` samples from the global RNG and takes no generator, so a block
+    that must draw the same numbers on every call (a particle filter's estimate, a validation
+    with common random numbers) forks the global RNG instead of passing a generator.
+    """
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        for index in devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def random_state(shuffle: torch.Generator) -> dict[str, Any]:

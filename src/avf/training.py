@@ -19,6 +19,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from avf.callbacks import BatchEnd, Callback
 from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
-from avf.random_state import random_state, seed_everything, set_random_state
+from avf.random_state import random_state, seed_everything, seeded, set_random_state
 from avf.validation import NonFiniteError
 
 CHECKPOINT = "checkpoint.pt"
@@ -72,6 +73,10 @@ class TrainConfig:
     n_samples: int = 1
     valid_samples: int | None = None  # samples averaged per validation step (unset: n_samples);
     #                                   more of them make the best epoch less a matter of luck
+    valid_seed: int | None = None  # set: every validation draws the same noise from this seed
+    #                                (common random numbers), so successive scores differ by
+    #                                the weights, not by the draw; training's streams are left
+    #                                as they were. Unset: validation draws from the training RNG
     valid_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
     patience: int = 0  # stop after this many validations without a new best (0: never)
@@ -442,9 +447,12 @@ class Trainer:
     def _validate(self, valid: Sequences, epoch: int) -> Score:
         batches = ((x.to(self.device), m.to(self.device))
                    for x, m in valid.batches(self.config.batch_size))
+        samples = self.config.valid_samples or self.config.n_samples
+        common_noise = (seeded(self.config.valid_seed, self.device)
+                        if self.config.valid_seed is not None else nullcontext())
         try:
-            samples = self.config.valid_samples or self.config.n_samples
-            return evaluate(*self.scored_modules(), batches, n_samples=samples)
+            with common_noise:
+                return evaluate(*self.scored_modules(), batches, n_samples=samples)
         except NonFiniteError as err:
             raise NonFiniteError(f"validation after epoch {epoch}: {err}") from err
 

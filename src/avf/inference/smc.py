@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from avf.inference.base import InferenceProcedure, StepProblem
 from avf.model import check_model, map_state, select_state
 from avf.objectives import log_prob_per_example
+from avf.random_state import seeded
 from avf.validation import (
     NonFiniteError,
     check_sequences,
@@ -94,14 +95,7 @@ def _randomness_from(generator: torch.Generator | None, device: torch.device) ->
         yield
         return
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    devices: list[int] = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.default_generator.manual_seed(seed)
-        for index in devices:
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
+    with seeded(seed, device):
         yield
 
 
