@@ -23,12 +23,9 @@ from avf.inference import Iterative
 from avf.models import DMM, SRNN, VRNN
 from avf.models.encoders import DMMEncoder, SRNNEncoder, VRNNEncoder
 from avf.training import TrainConfig, Trainer
-from conftest import SHARED, TINY_MUSIC_RUN
+from conftest import TINY_MUSIC_RUN, music_data_dir
 
 MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
-needs_data = pytest.mark.skipif(not (SHARED / "polyphonic" / "JSB_Chorales.mat").is_file(),
-                                reason=f"the polyphonic music data are not in {SHARED}")
-
 
 
 def music(**data) -> dict:
@@ -204,21 +201,21 @@ def test_the_trainer_rejects_a_data_function_that_returns_something_else() -> No
 
 
 # -- the real data ----------------------------------------------------------------------------
-@needs_data
 def test_music_splits_come_from_the_data_dir() -> None:
+    root = music_data_dir()
     cfg = from_dict(music(dataset="jsb"))
-    data = build_datasets(cfg, SHARED)
+    data = build_datasets(cfg, root)
     assert data["train"].x.shape == (229, 25, 88) and data["valid"].x.shape == (76, 25, 88)
     assert len(data["test"]) == 77 and data["test"].steps == 4725  # whole songs
-    train, valid = build_training_data(cfg, SHARED)
+    train, valid = build_training_data(cfg, root)
     assert isinstance(train, EpochCrops) and torch.equal(valid.x, data["valid"].x)
     assert torch.equal(train(1).x, data["train"].x) and not torch.equal(train(2).x, train(1).x)
-    moved, _ = build_training_data(from_dict(music(dataset="jsb", transpose=3)), SHARED)
+    moved, _ = build_training_data(from_dict(music(dataset="jsb", transpose=3)), root)
     assert moved.transpose == 3 and not torch.equal(moved(1).x, train(1).x)
-    _, whole = build_training_data(from_dict(music(dataset="jsb", whole_valid=True)), SHARED)
+    _, whole = build_training_data(from_dict(music(dataset="jsb", whole_valid=True)), root)
     assert len(whole) == 76 and whole.steps == 4602  # every valid song, whole
     weighted, weighted_valid = build_training_data(
-        from_dict(music(dataset="jsb", crop_sampling="step")), SHARED)
+        from_dict(music(dataset="jsb", crop_sampling="step")), root)
     assert weighted.per == "step" and len(weighted) == len(train)  # same windows per epoch
     assert weighted(1).x.shape == train(1).x.shape and not torch.equal(weighted(1).x, train(1).x)
     assert weighted_valid.x.shape == valid.x.shape and not torch.equal(weighted_valid.x, valid.x)
@@ -233,23 +230,23 @@ def test_missing_data_is_one_clear_line(tmp_path: Path, capsys) -> None:
     assert "\n" not in err
 
 
-@needs_data
 def test_train_evaluate_plot_a_tiny_music_run(tmp_path: Path, capsys) -> None:
     pytest.importorskip("matplotlib")
+    root = music_data_dir()
     run = tmp_path / "run"
     sets = [arg for item in TINY_MUSIC_RUN for arg in ("--set", item)]
     assert main(["train", str(MUSIC / "jsb_srnn_avf_k1.toml"), "--run-dir", str(run),
-                 "--data-dir", str(SHARED), *sets]) == 0
+                 "--data-dir", str(root), *sets]) == 0
     out = capsys.readouterr().out
     assert "229 training sequences (fresh every epoch)" in out
     assert "validation after epoch 1" in out
 
-    assert main(["evaluate", str(run), "--data-dir", str(SHARED)]) == 0
+    assert main(["evaluate", str(run), "--data-dir", str(root)]) == 0
     report = json.loads((run / "eval_test.json").read_text())
     assert (report["sequences"], report["steps"]) == (77, 4725)  # whole test songs
     assert 0 < report["free_energy"] < 100
 
-    assert main(["plot", str(run), "--data-dir", str(SHARED), "--song", "3",
+    assert main(["plot", str(run), "--data-dir", str(root), "--song", "3",
                  "--sequences", "4", "--max-steps", "40"]) == 0
     names = ("learning_curves.png", "iterations.png", "piano_roll.png")
     printed = capsys.readouterr().out
@@ -308,17 +305,17 @@ def test_every_tuned_config_is_shipped() -> None:
     assert stems == {s.replace("_fast", "_tuned") for s in fast}
 
 
-@needs_data
 def test_dmm_with_avf_trains_its_first_epoch_at_a_high_learning_rate(tmp_path: Path) -> None:
     """The shipped DMM + AVF config layer-normalises the network's inputs. With the raw
     posterior parameters of "signlog" the same epoch diverged: without the config's prior bound,
     a scale of 0 at batch 14 after |z| grew to 10²–10⁴; with it, a training KL of 10²²."""
+    root = music_data_dir()
     config = MUSIC / "jsb_dmm_avf_k1.toml"
     assert load_config(config).inference.options["encoding"] == "layernorm"
     run = tmp_path / "run"
     fast = ["training.model_lr=1e-3", "training.inference_lr=1e-3", "inference.options.hidden=256",
             "training.epochs=1", "training.valid_every=1", "training.progress=false"]
-    assert main(["train", str(config), "--run-dir", str(run), "--data-dir", str(SHARED),
+    assert main(["train", str(config), "--run-dir", str(run), "--data-dir", str(root),
                  *[arg for item in fast for arg in ("--set", item)]]) == 0
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # KL is cheap at β ≈ 0.02 and reaches about 65 nats/step in this epoch; diverged runs
