@@ -42,6 +42,7 @@ from avf.data.mnist import mnist_images
 from avf.data.moving_mnist import moving_mnist
 from avf.inference import Direct, GradientDescent, InferenceProcedure, Iterative, PriorOnly
 from avf.model import check_model, latent_dim, state_dim
+from avf.random_state import seeded
 from avf.training import TrainData, epoch_data
 from avf.user_code import is_import_path, load_object
 from avf.validation import observation_shape
@@ -359,8 +360,7 @@ def _synthetic(cfg: ExperimentConfig, data: DataConfig) -> dict[str, Sequences |
                      strict=True))
     # a model with randomly initialised weights generates the same data in every process
     # (training, then `avf evaluate`): its weights come from data.seed, not the global RNG
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream_seed(data.seed, len(SPLITS)))
+    with seeded(stream_seed(data.seed, len(SPLITS)), torch.device("cpu")):
         generator = build_model(data_model_config(cfg))
     return {
         split: sample_dataset(generator, n, data.steps, stream_seed(data.seed, i)) if n else None
