@@ -277,6 +277,7 @@ def test_resuming_with_changed_settings_lists_them_and_keeps_the_learning_rate(
     assert main(["train", str(tiny), "--run-dir", str(run), "--epochs", "3",
                  "--set", "training.inference_lr=0.5", "--set", "training.patience=4"]) == 0
     out, err = capsys.readouterr()
+    assert f"resuming {run} from its checkpoint of epoch 2 (" in out
     assert "with changed settings: training.epochs: 2 → 3; training.patience: 0 → 4" in out
     assert "not applied" in err and "training.inference_lr: 0.01 → 0.5" in err
     saved = (run / "config.toml").read_text()

@@ -88,16 +88,21 @@ def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
                   run_dir: Path) -> ExperimentConfig:
     """The config to resume ``run_dir`` with, checked before ``config.toml`` is rewritten.
 
+    Says which epoch the run goes on from: a run killed between checkpoints repeats the
+    epochs after the last one, and a user should not mistake a resumed run for a fresh one.
+
     The checkpoint must fit the new config's networks, else the run directory would describe a
     model its weights do not fit. Changed settings are listed. Those a resumed run takes from
     its checkpoint (learning rates, their decay, seeds) keep the run's values, so that
     ``config.toml`` says what the run really uses.
     """
     try:
-        load_weights(run_dir / CHECKPOINT, model, inference)
+        ckpt = load_weights(run_dir / CHECKPOINT, model, inference)
     except ValueError as err:
         raise ValueError(f"{err} {run_dir} keeps its config.toml as it was; to start a new "
                          "run with this config, give another --run-dir") from err
+    print(f"resuming {run_dir} from its checkpoint of epoch {int(ckpt['epoch'])} "
+          f"({float(ckpt['wall_time']) / 60:.1f} min of training so far)")
     try:
         old = run_config(run_dir)
     except (OSError, ValueError):  # no readable old config: nothing to compare with
