@@ -343,6 +343,34 @@ def test_max_cuts_then_a_plateau_ends_training(data) -> None:
         config(plateau_max_cuts=2).check()
 
 
+def test_min_improvement_counts_a_creep_of_tiny_gains_only_once_it_adds_up() -> None:
+    scores = [5.0, 4.0, 3.9999, 3.9998, 3.9997, 3.5, 3.4999]
+    history = [{"epoch": i + 1, "valid_free_energy": v} for i, v in enumerate(scores)]
+    assert validations_without_improvement(history) == 0  # every score is a new lowest
+    assert validations_without_improvement(history, min_improvement=1e-3) == 1  # after 3.5
+    assert validations_without_improvement(history[:5], min_improvement=1e-3) == 3  # after 4.0
+    creep = [{"epoch": i + 1, "valid_free_energy": 4.0 - 4e-4 * i} for i in range(4)]
+    assert validations_without_improvement(creep, min_improvement=1e-3) == 0  # 1.2e-3 in all
+    with pytest.raises(ValueError, match=r"training\.min_improvement"):
+        config(min_improvement=-1e-3).check()
+
+
+def test_min_improvement_lets_patience_end_a_run_that_only_creeps(data, tmp_path: Path) -> None:
+    """At a tiny learning rate a valid_seed run improves by 1e-5 a validation and never runs
+    out of patience; with min_improvement it stops, and best.pt still holds the lowest score."""
+    train, valid = data
+    creep = [4.0 - 1e-5 * i for i in range(10)]
+    endless = Trainer(*make(), config(epochs=10, patience=3), tmp_path / "endless")
+    scripted_validation(endless, creep)
+    assert len(endless.fit(train, valid)) == 10
+    stopping = Trainer(*make(), config(epochs=10, patience=3, min_improvement=1e-3),
+                       tmp_path / "stopping")
+    scripted_validation(stopping, creep)
+    assert len(stopping.fit(train, valid)) == 4
+    assert stopping.best_valid == pytest.approx(creep[3])
+    assert load_weights(tmp_path / "stopping" / "best.pt", *make())["epoch"] == 4
+
+
 def test_a_cut_without_best_pt_says_so(data, tmp_path: Path) -> None:
     train, valid = data
     trainer = Trainer(*make(), config(epochs=4, plateau_patience=1), tmp_path)

@@ -80,6 +80,10 @@ class TrainConfig:
     valid_every: int = 1  # epochs
     checkpoint_every: int = 1  # epochs
     patience: int = 0  # stop after this many validations without a new best (0: never)
+    min_improvement: float = 0.0  # nats/step a validation must beat the last counted best by
+    #                               to reset patience and plateau_patience; best.pt still keeps
+    #                               the lowest score. > 0 stops endless 1e-4 gains at a tiny
+    #                               learning rate from holding a valid_seed run open
     plateau_patience: int = 0  # cut the learning rates after this many validations without a
     #                            new best since the last cut (0: never), see Trainer.fit
     plateau_factor: float = 0.1  # the cut: both learning rates are multiplied by this
@@ -112,6 +116,7 @@ class TrainConfig:
             ("valid_every", self.valid_every >= 1, "must be >= 1"),
             ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
             ("patience", self.patience >= 0, "must be >= 0"),
+            ("min_improvement", self.min_improvement >= 0, "must be >= 0"),
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
             ("plateau_max_cuts", self.plateau_max_cuts >= 0, "must be >= 0"),
@@ -256,7 +261,8 @@ class Trainer:
         cfg = self.config
         if self.cuts_used_up() and self.on_plateau():
             return "plateau_max_cuts"
-        if cfg.patience > 0 and validations_without_improvement(self.history) >= cfg.patience:
+        if cfg.patience > 0 and validations_without_improvement(
+                self.history, min_improvement=cfg.min_improvement) >= cfg.patience:
             return "patience"
         return None
 
@@ -270,7 +276,8 @@ class Trainer:
         learning-rate cut have not beaten the best one (read off the history, like patience)."""
         if self.config.plateau_patience <= 0:
             return False
-        return (validations_without_improvement(self.history, since_cut=True)
+        return (validations_without_improvement(self.history, since_cut=True,
+                                                min_improvement=self.config.min_improvement)
                 >= self.config.plateau_patience)
 
     def _cut_learning_rates(self) -> None:
@@ -540,14 +547,23 @@ def _adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> Optimiz
     return Adam(params, lr=lr)
 
 
-def validations_without_improvement(history: list[dict[str, Any]], since_cut: bool = False) -> int:
-    """Validations in ``history`` after its best one (ties are not new bests); with
-    ``since_cut``, counted only after the last epoch marked ``lr_cut`` too (which need not be
-    a validating epoch: a run resumed with a new ``plateau_patience`` can cut at once)."""
+def validations_without_improvement(history: list[dict[str, Any]], since_cut: bool = False,
+                                    min_improvement: float = 0.0) -> int:
+    """Validations in ``history`` after its last counted best; with ``since_cut``, counted only
+    after the last epoch marked ``lr_cut`` too (which need not be a validating epoch: a run
+    resumed with a new ``plateau_patience`` can cut at once).
+
+    A validation is a counted best when it beats the previous counted best by more than
+    ``min_improvement`` (ties are never new bests), so with 0 the counted best is the first
+    lowest score, and with more a slow creep of tiny gains counts only once it adds up.
+    """
     scored = [i for i, r in enumerate(history) if "valid_free_energy" in r]
     if not scored:
         return 0
-    start = min(scored, key=lambda i: history[i]["valid_free_energy"])
+    start, best = scored[0], history[scored[0]]["valid_free_energy"]
+    for i in scored[1:]:
+        if history[i]["valid_free_energy"] < best - min_improvement:
+            start, best = i, history[i]["valid_free_energy"]
     if since_cut:
         start = max([start, *(i for i, r in enumerate(history) if r.get("lr_cut"))])
     return sum(i > start for i in scored)
