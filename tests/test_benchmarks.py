@@ -142,6 +142,38 @@ def test_runs_table_collects_a_trained_run(tmp_path):
     assert row["encoding"] == "signlog"  # the iterative model's default, named in the row
 
 
+def test_replay_stopping_finds_the_earlier_stop_of_min_improvement(tmp_path):
+    run_dir = tmp_path / "creep"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text(TINY + "patience = 3\nplateau_patience = 2\n"
+                                         "plateau_max_cuts = 1\n")
+    scores = [5.0, 4.0, 4.1, 4.2, 3.9999, 3.9998, 3.9997, 3.9996, 3.9995, 3.9994]
+    history = [{"epoch": i + 1, "valid_free_energy": v, "wall_time": 60.0 * (i + 1)}
+               for i, v in enumerate(scores)]
+    history[3]["lr_cut"] = True  # two validations without a new best: the one cut
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    out = tmp_path / "replay.json"
+    run("replay_stopping.py", str(run_dir), "--min-improvement", "0", "--out", str(out))
+    [same] = json.loads(out.read_text())["rows"]
+    assert same["replay_stop_epoch"] is None and not same["recorded_end_by_rule"]  # creeps on
+    table = run("replay_stopping.py", str(run_dir), "--min-improvement", "1e-3",
+                "--out", str(out))
+    # three validations after 4.0 without beating it by 1e-3: patience ends the run at epoch 5
+    assert "| creep | 10 (no) | 10.0 min | 3.9994 | 5 | 5.0 min | 3.9999 | 0.0005 |" in table
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["forfeited_valid"] == pytest.approx(5e-4)
+    (run_dir / "config.toml").write_text(TINY + "plateau_patience = 2\nplateau_max_cuts = 1\n")
+    run("replay_stopping.py", str(run_dir), "--min-improvement", "1e-3", "--out", str(out))
+    [row] = json.loads(out.read_text())["rows"]  # no patience: the plateau after the one cut
+    assert (row["replay_stop_epoch"], row["recorded_end_epoch"]) == (6, 10)
+    history[2]["lr_cut"] = True  # a cut the run's own rules would not have made
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_stopping.py"),
+                           str(run_dir), "--min-improvement", "0"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "first at epoch 3" in done.stderr
+
+
 def test_fixed_model_inference_trains_inference_alone(tmp_path):
     config, run_dir = trained_run(tmp_path)
     out = tmp_path / "fixed.json"
