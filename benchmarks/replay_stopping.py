@@ -15,33 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from avf.config import load_config
-from avf.training import TrainConfig, validations_without_improvement
+from avf.training import TrainConfig, cut_due, stop_reason_of
 
 
 def decisions(history: list[dict[str, Any]], cfg: TrainConfig, min_improvement: float
               ) -> list[tuple[int, bool, bool]]:
-    """``(epoch, cut, stop)`` at each validating epoch, as the trainer would decide them after
-    appending that epoch's record, taking the recorded cuts of earlier epochs as given."""
+    """``(epoch, cut, stop)`` at each validating epoch, as the trainer's own rules decide them
+    after appending that epoch's record, taking the recorded cuts of earlier epochs as given."""
+    cfg = replace(cfg, min_improvement=min_improvement)
     out = []
     for k, record in enumerate(history):
         if "valid_free_energy" not in record:
             continue
         seen = [*history[:k], {key: v for key, v in record.items() if key != "lr_cut"}]
-        cuts = sum(bool(r.get("lr_cut")) for r in seen)
-        plateau = cfg.plateau_patience > 0 and validations_without_improvement(
-            seen, since_cut=True, min_improvement=min_improvement) >= cfg.plateau_patience
-        cut = plateau and not 0 < cfg.plateau_max_cuts <= cuts
-        seen[-1]["lr_cut"] = cut
-        plateau_after = cfg.plateau_patience > 0 and validations_without_improvement(
-            seen, since_cut=True, min_improvement=min_improvement) >= cfg.plateau_patience
-        stop = (0 < cfg.plateau_max_cuts <= cuts + cut and plateau_after) or (
-            cfg.patience > 0 and validations_without_improvement(
-                seen, min_improvement=min_improvement) >= cfg.patience)
-        out.append((record["epoch"], cut, stop))
+        seen[-1]["lr_cut"] = cut = cut_due(seen, cfg)
+        out.append((record["epoch"], cut, stop_reason_of(seen, cfg) is not None))
     return out
 
 

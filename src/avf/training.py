@@ -82,7 +82,7 @@ class TrainConfig:
     patience: int = 0  # stop after this many validations without a new best (0: never)
     min_improvement: float = 0.0  # nats/step a validation must beat the last counted best by
     #                               to reset patience and plateau_patience; best.pt still keeps
-    #                               the lowest score. > 0 stops endless 1e-4 gains at a tiny
+    #                               the lowest score. > 0 stops endless 1e-5 gains at a tiny
     #                               learning rate from holding a valid_seed run open
     plateau_patience: int = 0  # cut the learning rates after this many validations without a
     #                            new best since the last cut (0: never), see Trainer.fit
@@ -252,33 +252,16 @@ class Trainer:
         return self.stop_reason() is not None
 
     def stop_reason(self) -> str | None:
-        """``"plateau_max_cuts"`` once a plateau arrives after ``config.plateau_max_cuts``
-        learning-rate cuts, ``"patience"`` once ``config.patience`` validations in a row have
-        not beaten the best one, else ``None``.
-
-        Read off the history, so a resumed run counts the validations before the interruption.
-        """
-        cfg = self.config
-        if self.cuts_used_up() and self.on_plateau():
-            return "plateau_max_cuts"
-        if cfg.patience > 0 and validations_without_improvement(
-                self.history, min_improvement=cfg.min_improvement) >= cfg.patience:
-            return "patience"
-        return None
+        """Why training should stop now (see :func:`stop_reason_of`), or ``None``."""
+        return stop_reason_of(self.history, self.config)
 
     def cuts_used_up(self) -> bool:
         """True when ``config.plateau_max_cuts`` (> 0) cuts are in the history."""
-        cuts = sum(bool(r.get("lr_cut")) for r in self.history)
-        return 0 < self.config.plateau_max_cuts <= cuts
+        return cuts_used_up(self.history, self.config)
 
     def on_plateau(self) -> bool:
-        """True when ``config.plateau_patience`` validations since the best and since the last
-        learning-rate cut have not beaten the best one (read off the history, like patience)."""
-        if self.config.plateau_patience <= 0:
-            return False
-        return (validations_without_improvement(self.history, since_cut=True,
-                                                min_improvement=self.config.min_improvement)
-                >= self.config.plateau_patience)
+        """True when the history has reached a plateau (see :func:`on_plateau`)."""
+        return on_plateau(self.history, self.config)
 
     def _cut_learning_rates(self) -> None:
         """Multiply both learning rates by ``plateau_factor``, first rewinding to the best."""
@@ -380,7 +363,7 @@ class Trainer:
             self.save_checkpoint(self.run_dir / BEST)
         elif improved and self.config.plateau_patience > 0 and self.config.plateau_restore_best:
             self._best_in_memory = self._weights_and_optimizers()
-        if self.on_plateau() and not self.cuts_used_up():
+        if cut_due(self.history, self.config):
             self._cut_learning_rates()
             record["lr_cut"] = True
         self._append_metrics(record)
@@ -545,6 +528,45 @@ def _adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> Optimiz
     if weight_decay > 0:
         return AdamW(params, lr=lr, weight_decay=weight_decay)
     return Adam(params, lr=lr)
+
+
+def stop_reason_of(history: list[dict[str, Any]], config: TrainConfig) -> str | None:
+    """``"plateau_max_cuts"`` once a plateau arrives after ``config.plateau_max_cuts``
+    learning-rate cuts, ``"patience"`` once ``config.patience`` validations in a row have not
+    beaten the best one, else ``None``.
+
+    A function of the history alone, so a resumed run counts the validations before the
+    interruption, and a finished run's ``metrics.jsonl`` can be replayed under other settings
+    (``benchmarks/replay_stopping.py``).
+    """
+    if cuts_used_up(history, config) and on_plateau(history, config):
+        return "plateau_max_cuts"
+    if config.patience > 0 and validations_without_improvement(
+            history, min_improvement=config.min_improvement) >= config.patience:
+        return "patience"
+    return None
+
+
+def cut_due(history: list[dict[str, Any]], config: TrainConfig) -> bool:
+    """Whether the epoch just appended to ``history`` (not yet marked ``lr_cut``) cuts the
+    learning rates: a plateau while cuts are left."""
+    return on_plateau(history, config) and not cuts_used_up(history, config)
+
+
+def cuts_used_up(history: list[dict[str, Any]], config: TrainConfig) -> bool:
+    """True when ``config.plateau_max_cuts`` (> 0) cuts are in ``history``."""
+    cuts = sum(bool(r.get("lr_cut")) for r in history)
+    return 0 < config.plateau_max_cuts <= cuts
+
+
+def on_plateau(history: list[dict[str, Any]], config: TrainConfig) -> bool:
+    """True when ``config.plateau_patience`` validations since the best and since the last
+    learning-rate cut have not beaten the best one (by ``config.min_improvement``)."""
+    if config.plateau_patience <= 0:
+        return False
+    return (validations_without_improvement(history, since_cut=True,
+                                            min_improvement=config.min_improvement)
+            >= config.plateau_patience)
 
 
 def validations_without_improvement(history: list[dict[str, Any]], since_cut: bool = False,
