@@ -166,12 +166,42 @@ def test_replay_stopping_finds_the_earlier_stop_of_min_improvement(tmp_path):
     run("replay_stopping.py", str(run_dir), "--min-improvement", "1e-3", "--out", str(out))
     [row] = json.loads(out.read_text())["rows"]  # no patience: the plateau after the one cut
     assert (row["replay_stop_epoch"], row["recorded_end_epoch"]) == (6, 10)
+    run("replay_stopping.py", str(run_dir), "--final-min-improvement", "1e-3", "--out", str(out))
+    [row] = json.loads(out.read_text())["rows"]  # the same: the creep is all after the cut
+    assert (row["replay_stop_epoch"], row["final_min_improvement"]) == (6, 1e-3)
     history[2]["lr_cut"] = True  # a cut the run's own rules would not have made
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_stopping.py"),
                            str(run_dir), "--min-improvement", "0"], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode != 0 and "first at epoch 3" in done.stderr
+
+
+def test_replay_stopping_ends_at_a_cut_without_gain_and_lists_the_stages(tmp_path):
+    run_dir = tmp_path / "stages"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text(TINY + "plateau_patience = 2\nplateau_max_cuts = 3\n")
+    scores = [5.0, 4.0, 4.1, 4.2, 3.5, 3.6, 3.7, 3.6, 3.6, 3.4, 3.5, 3.5]
+    history = [{"epoch": i + 1, "valid_free_energy": v, "wall_time": 60.0 * (i + 1)}
+               for i, v in enumerate(scores)]
+    for epoch in (4, 7, 9):  # the second cut's stage (epochs 8-9) finds nothing
+        history[epoch - 1]["lr_cut"] = True
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    out = tmp_path / "replay.json"
+    text = run("replay_stopping.py", str(run_dir), "--plateau-stop-without-gain", "--stages",
+               "--out", str(out))
+    result = json.loads(out.read_text())
+    [row] = result["rows"]
+    assert (row["replay_stop_epoch"], row["forfeited_valid"]) == (9, pytest.approx(0.1))
+    assert [st["epochs"] for st in row["stages"]] == [4, 3, 2, 3]
+    assert [st["gain"] for st in row["stages"]] == [None, pytest.approx(0.5), 0.0,
+                                                    pytest.approx(0.1)]
+    assert ("| stages | 4 ep, 4.0 min | 3 ep, 3.0 min, −0.5000 | 2 ep, 2.0 min, no new best |"
+            in text)
+    assert result["summary"]["saved_epochs"] == 3 and result["summary"]["stop_earlier"] == 1
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "replay_stopping.py"),
+                           str(run_dir)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "give at least one of" in done.stderr
 
 
 def test_fixed_model_inference_trains_inference_alone(tmp_path):

@@ -172,6 +172,12 @@ def test_train_says_it_stopped_at_a_plateau_after_the_last_cut(tiny: Path, tmp_p
     out = capsys.readouterr().out
     assert "stopped early after epoch 3: a plateau after 1 learning-rate cut(s)" in out
     assert "cut by 0.1 after epoch(s) 2" in out
+    assert main(["train", str(tiny), "--run-dir", str(tmp_path / "r2"), "--epochs", "10",
+                 "--set", "training.plateau_patience=1", "--set",
+                 "training.plateau_max_cuts=3", "--set",
+                 "training.plateau_stop_without_gain=true"]) == 0
+    assert ("stopped early after epoch 3: a plateau after a learning-rate cut that brought no "
+            "new best" in capsys.readouterr().out)
 
 
 def test_evaluate_scores_the_weight_average_unless_asked_for_the_trained_weights(

@@ -14,13 +14,13 @@ from avf.data import Sequences, sample_dataset
 from avf.evaluation import Score
 from avf.inference import Iterative, PriorOnly
 from avf.models import LinearGaussian
+from avf.stopping import cut_due, stop_reason_of, validations_without_improvement
 from avf.training import (
     CHECKPOINT,
     TrainConfig,
     Trainer,
     kl_weight,
     load_weights,
-    validations_without_improvement,
 )
 from avf.validation import NonFiniteError
 
@@ -353,6 +353,50 @@ def test_min_improvement_counts_a_creep_of_tiny_gains_only_once_it_adds_up() -> 
     assert validations_without_improvement(creep, min_improvement=1e-3) == 0  # 1.2e-3 in all
     with pytest.raises(ValueError, match=r"training\.min_improvement"):
         config(min_improvement=-1e-3).check()
+
+
+def test_a_cut_that_finds_nothing_ends_training_with_plateau_stop_without_gain(data) -> None:
+    """The first cut finds a new best (3.0), so the next plateau cuts again; the second cut
+    finds nothing, so its plateau ends the run, with cuts still left."""
+    train, valid = data
+    settings = config(epochs=12, plateau_patience=1, plateau_max_cuts=5,
+                      plateau_stop_without_gain=True)
+    trainer = Trainer(*make(), settings)
+    scripted_validation(trainer, [5.0, 4.0, 4.5, 3.0, 3.5, 3.6, 3.0, 2.0])
+    history = trainer.fit(train, valid)
+    assert [bool(r.get("lr_cut")) for r in history] == [False, False, True, False, True, False]
+    assert trainer.stop_reason() == "plateau_without_gain"
+    assert not cut_due(history, settings)
+    without = config(epochs=12, plateau_patience=1, plateau_max_cuts=5)
+    assert stop_reason_of(history, without) is None and cut_due(history, without)
+    with pytest.raises(ValueError, match=r"plateau_stop_without_gain needs training\.plateau_p"):
+        config(plateau_stop_without_gain=True).check()
+
+
+def test_final_min_improvement_applies_only_after_the_last_allowed_cut() -> None:
+    """The same creep before and after the one allowed cut: with final_min_improvement the
+    first stage counts every tiny gain (so its cut stays where it was) and only the last stage
+    needs gains above the threshold."""
+    scores = [5.0, 4.0, 4.1, 4.2, 3.9999, 3.9998, 3.9997, 3.9996]
+    history = [{"epoch": i + 1, "valid_free_energy": v} for i, v in enumerate(scores)]
+    history[3]["lr_cut"] = True
+    final = {"final_min_improvement": 1e-3, "final_after_cuts": 1}
+    assert validations_without_improvement(history, **final) == 6  # the creep after the cut
+    assert validations_without_improvement(history[:3], **final) == 1  # before it: as with 0
+    assert validations_without_improvement(history, final_min_improvement=1e-3) == 0  # no cuts
+    settings = config(plateau_patience=2, plateau_max_cuts=1, final_min_improvement=1e-3)
+    assert cut_due([{**r, "lr_cut": False} for r in history[:4]], settings)
+    assert stop_reason_of(history[:6], settings) == "plateau_max_cuts"
+    assert stop_reason_of(history[:6], config(plateau_patience=2, plateau_max_cuts=1)) is None
+    # a creep in the first stage under min_improvement = 1e-3 moves the cut; under final_ it
+    # does not
+    early = [{"epoch": i + 1, "valid_free_energy": 4.0 - 1e-4 * i} for i in range(3)]
+    assert cut_due(early, config(plateau_patience=2, min_improvement=1e-3))
+    assert not cut_due(early, settings)
+    with pytest.raises(ValueError, match=r"training\.final_min_improvement must be >= 0"):
+        config(plateau_patience=2, plateau_max_cuts=1, final_min_improvement=-1.0).check()
+    with pytest.raises(ValueError, match=r"final_min_improvement needs training\.plateau_max"):
+        config(final_min_improvement=1e-3).check()
 
 
 def test_min_improvement_lets_patience_end_a_run_that_only_creeps(data, tmp_path: Path) -> None:

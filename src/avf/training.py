@@ -37,6 +37,7 @@ from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
 from avf.random_state import random_state, seed_everything, seeded, set_random_state
+from avf.stopping import cut_due, cuts_used_up, on_plateau, stop_reason_of
 from avf.validation import NonFiniteError
 
 CHECKPOINT = "checkpoint.pt"
@@ -84,6 +85,9 @@ class TrainConfig:
     #                               to reset patience and plateau_patience; best.pt still keeps
     #                               the lowest score. > 0 stops endless 1e-5 gains at a tiny
     #                               learning rate from holding a valid_seed run open
+    final_min_improvement: float | None = None  # set: the min_improvement of the last stage,
+    #                               after plateau_max_cuts cuts, in place of min_improvement
+    #                               (the earlier stages, and so their cuts, keep theirs)
     plateau_patience: int = 0  # cut the learning rates after this many validations without a
     #                            new best since the last cut (0: never), see Trainer.fit
     plateau_factor: float = 0.1  # the cut: both learning rates are multiplied by this
@@ -93,6 +97,8 @@ class TrainConfig:
     #                                          validation chose) or from that epoch's raw
     #                                          weights ("trained")
     plateau_max_cuts: int = 0  # after this many cuts the next plateau ends training (0: never)
+    plateau_stop_without_gain: bool = False  # true: a plateau after a cut that brought no new
+    #                                          best ends training instead of cutting again
     seed: int = 0
     progress: bool = True
 
@@ -117,6 +123,12 @@ class TrainConfig:
             ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
             ("patience", self.patience >= 0, "must be >= 0"),
             ("min_improvement", self.min_improvement >= 0, "must be >= 0"),
+            ("final_min_improvement",
+             self.final_min_improvement is None or self.final_min_improvement >= 0,
+             "must be >= 0 or unset"),
+            ("final_min_improvement",
+             self.final_min_improvement is None or self.plateau_max_cuts > 0,
+             "needs training.plateau_max_cuts > 0 (it applies after the last allowed cut)"),
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
             ("plateau_max_cuts", self.plateau_max_cuts >= 0, "must be >= 0"),
@@ -124,6 +136,9 @@ class TrainConfig:
              "must be 'average' or 'trained'"),
             ("plateau_max_cuts", self.plateau_max_cuts == 0 or self.plateau_patience > 0,
              "needs training.plateau_patience > 0 (without it there are no cuts to count)"),
+            ("plateau_stop_without_gain",
+             not self.plateau_stop_without_gain or self.plateau_patience > 0,
+             "needs training.plateau_patience > 0 (without it there are no cuts)"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -248,11 +263,11 @@ class Trainer:
         self._stop_requested = True
 
     def out_of_patience(self) -> bool:
-        """True once training should stop early, for either reason of :meth:`stop_reason`."""
+        """True once training should stop early, for any reason of :meth:`stop_reason`."""
         return self.stop_reason() is not None
 
     def stop_reason(self) -> str | None:
-        """Why training should stop now (see :func:`stop_reason_of`), or ``None``."""
+        """Why training should stop now (see :func:`avf.stopping.stop_reason_of`), or ``None``."""
         return stop_reason_of(self.history, self.config)
 
     def cuts_used_up(self) -> bool:
@@ -260,7 +275,7 @@ class Trainer:
         return cuts_used_up(self.history, self.config)
 
     def on_plateau(self) -> bool:
-        """True when the history has reached a plateau (see :func:`on_plateau`)."""
+        """True when the history has reached a plateau (see :func:`avf.stopping.on_plateau`)."""
         return on_plateau(self.history, self.config)
 
     def _cut_learning_rates(self) -> None:
@@ -528,67 +543,6 @@ def _adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> Optimiz
     if weight_decay > 0:
         return AdamW(params, lr=lr, weight_decay=weight_decay)
     return Adam(params, lr=lr)
-
-
-def stop_reason_of(history: list[dict[str, Any]], config: TrainConfig) -> str | None:
-    """``"plateau_max_cuts"`` once a plateau arrives after ``config.plateau_max_cuts``
-    learning-rate cuts, ``"patience"`` once ``config.patience`` validations in a row have not
-    beaten the best one, else ``None``.
-
-    A function of the history alone, so a resumed run counts the validations before the
-    interruption, and a finished run's ``metrics.jsonl`` can be replayed under other settings
-    (``benchmarks/replay_stopping.py``).
-    """
-    if cuts_used_up(history, config) and on_plateau(history, config):
-        return "plateau_max_cuts"
-    if config.patience > 0 and validations_without_improvement(
-            history, min_improvement=config.min_improvement) >= config.patience:
-        return "patience"
-    return None
-
-
-def cut_due(history: list[dict[str, Any]], config: TrainConfig) -> bool:
-    """Whether the epoch just appended to ``history`` (not yet marked ``lr_cut``) cuts the
-    learning rates: a plateau while cuts are left."""
-    return on_plateau(history, config) and not cuts_used_up(history, config)
-
-
-def cuts_used_up(history: list[dict[str, Any]], config: TrainConfig) -> bool:
-    """True when ``config.plateau_max_cuts`` (> 0) cuts are in ``history``."""
-    cuts = sum(bool(r.get("lr_cut")) for r in history)
-    return 0 < config.plateau_max_cuts <= cuts
-
-
-def on_plateau(history: list[dict[str, Any]], config: TrainConfig) -> bool:
-    """True when ``config.plateau_patience`` validations since the best and since the last
-    learning-rate cut have not beaten the best one (by ``config.min_improvement``)."""
-    if config.plateau_patience <= 0:
-        return False
-    return (validations_without_improvement(history, since_cut=True,
-                                            min_improvement=config.min_improvement)
-            >= config.plateau_patience)
-
-
-def validations_without_improvement(history: list[dict[str, Any]], since_cut: bool = False,
-                                    min_improvement: float = 0.0) -> int:
-    """Validations in ``history`` after its last counted best; with ``since_cut``, counted only
-    after the last epoch marked ``lr_cut`` too (which need not be a validating epoch: a run
-    resumed with a new ``plateau_patience`` can cut at once).
-
-    A validation is a counted best when it beats the previous counted best by more than
-    ``min_improvement`` (ties are never new bests), so with 0 the counted best is the first
-    lowest score, and with more a slow creep of tiny gains counts only once it adds up.
-    """
-    scored = [i for i, r in enumerate(history) if "valid_free_energy" in r]
-    if not scored:
-        return 0
-    start, best = scored[0], history[scored[0]]["valid_free_energy"]
-    for i in scored[1:]:
-        if history[i]["valid_free_energy"] < best - min_improvement:
-            start, best = i, history[i]["valid_free_energy"]
-    if since_cut:
-        start = max([start, *(i for i, r in enumerate(history) if r.get("lr_cut"))])
-    return sum(i > start for i in scored)
 
 
 def epoch_data(train: TrainData, epoch: int) -> Sequences:

@@ -63,6 +63,9 @@ def train(args: argparse.Namespace) -> int:
     if stop_reason == "plateau_max_cuts":
         print(f"stopped early after epoch {trainer.epoch}: a plateau after "
               f"{cfg.training.plateau_max_cuts} learning-rate cut(s) (training.plateau_max_cuts)")
+    elif stop_reason == "plateau_without_gain":
+        print(f"stopped early after epoch {trainer.epoch}: a plateau after a learning-rate cut "
+              "that brought no new best (training.plateau_stop_without_gain)")
     elif stop_reason == "patience":
         print(f"stopped early after epoch {trainer.epoch}: {cfg.training.patience} validations "
               "without a new best")
