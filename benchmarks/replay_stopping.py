@@ -11,7 +11,6 @@ ways there and the replay says so instead of guessing.
     python benchmarks/replay_stopping.py runs/musedata_srnn_*_vseed_seed* --min-improvement 1e-3 \
         --out benchmarks/results/replay_stopping_musedata.json
     python benchmarks/replay_stopping.py runs/*_vseed_seed* --final-min-improvement 1e-4
-
     python benchmarks/replay_stopping.py runs/*_vseed_seed* --plateau-stop-without-gain
 
 ``final_min_improvement`` changes only the last learning-rate stage and
@@ -55,15 +54,14 @@ def replay(run_dir: Path, min_improvement: float | None = None,
             raise SystemExit(f"replay_stopping.py: {run_dir / name} not found; is {run_dir} a "
                              "run directory written by avf train?")
     cfg = load_config(run_dir / "config.toml").training
-    if final_min_improvement is not None and cfg.plateau_max_cuts <= 0:
-        raise SystemExit(f"replay_stopping.py: {run_dir} has no training.plateau_max_cuts, so "
-                         "it has no last stage for --final-min-improvement")
-    other = replace(cfg, min_improvement=cfg.min_improvement if min_improvement is None
-                    else min_improvement,
-                    final_min_improvement=cfg.final_min_improvement
-                    if final_min_improvement is None else final_min_improvement,
-                    plateau_stop_without_gain=cfg.plateau_stop_without_gain
-                    if stop_without_gain is None else stop_without_gain)
+    overrides = {"min_improvement": min_improvement,
+                 "final_min_improvement": final_min_improvement,
+                 "plateau_stop_without_gain": stop_without_gain}
+    other = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        other.check()  # the trainer's own rules for these settings, with its messages
+    except ValueError as err:
+        raise SystemExit(f"replay_stopping.py: {run_dir}: {err}") from None
     history = [json.loads(line) for line in
                (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
     if not history:
@@ -183,9 +181,6 @@ def main(argv: list[str] | None = None) -> int:
                              "how much each lowered the best validation score")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
-    for name in ("min_improvement", "final_min_improvement"):
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            raise SystemExit(f"replay_stopping.py: --{name.replace('_', '-')} must be >= 0")
     if (args.min_improvement is None and args.final_min_improvement is None
             and args.plateau_stop_without_gain is None):
         raise SystemExit("replay_stopping.py: give at least one of --min-improvement, "

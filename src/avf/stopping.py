@@ -49,7 +49,7 @@ def cut_due(history: list[dict[str, Any]], config: StoppingSettings) -> bool:
 
 def cuts_used_up(history: list[dict[str, Any]], config: StoppingSettings) -> bool:
     """True when ``config.plateau_max_cuts`` (> 0) cuts are in ``history``."""
-    return 0 < config.plateau_max_cuts <= _cuts(history)
+    return 0 < config.plateau_max_cuts <= len(_cut_indices(history))
 
 
 def on_plateau(history: list[dict[str, Any]], config: StoppingSettings) -> bool:
@@ -82,7 +82,7 @@ def validations_without_improvement(history: list[dict[str, Any]], since_cut: bo
     start = _last_counted_best(history, scored, min_improvement, final_min_improvement,
                                final_after_cuts)
     if since_cut:
-        start = max([start, *(i for i, r in enumerate(history) if r.get("lr_cut"))])
+        start = max([start, *_cut_indices(history)])
     return sum(i > start for i in scored)
 
 
@@ -93,7 +93,7 @@ def _last_counted_best(history: list[dict[str, Any]], scored: list[int], min_imp
     start, best = scored[0], history[scored[0]]["valid_free_energy"]
     final_from = len(history)  # the index of the first record after the last allowed cut
     if final_min_improvement is not None and final_after_cuts > 0:
-        cut_at = [i for i, r in enumerate(history) if r.get("lr_cut")]
+        cut_at = _cut_indices(history)
         if len(cut_at) >= final_after_cuts:
             final_from = cut_at[final_after_cuts - 1] + 1
     for i in scored[1:]:
@@ -108,15 +108,16 @@ def _last_counted_best(history: list[dict[str, Any]], scored: list[int], min_imp
 def _cut_without_gain(history: list[dict[str, Any]], config: StoppingSettings) -> bool:
     """True when ``history`` has a cut and no counted best after the last one: the smaller
     learning rate found nothing, and a still smaller one would move the weights less."""
-    cut_at = [i for i, r in enumerate(history) if r.get("lr_cut")]
+    cut_at = _cut_indices(history)
     scored = [i for i, r in enumerate(history) if "valid_free_energy" in r]
     if not cut_at or not scored:
         return False
     return _last_counted_best(history, scored, **_thresholds(config)) <= cut_at[-1]
 
 
-def _cuts(history: list[dict[str, Any]]) -> int:
-    return sum(bool(r.get("lr_cut")) for r in history)
+def _cut_indices(history: list[dict[str, Any]]) -> list[int]:
+    """The indices of the records marked ``lr_cut``."""
+    return [i for i, r in enumerate(history) if r.get("lr_cut")]
 
 
 def _thresholds(config: StoppingSettings) -> dict[str, Any]:

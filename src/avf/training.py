@@ -37,7 +37,7 @@ from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
 from avf.random_state import random_state, seed_everything, seeded, set_random_state
-from avf.stopping import cut_due, cuts_used_up, on_plateau, stop_reason_of
+from avf.stopping import cut_due, stop_reason_of
 from avf.validation import NonFiniteError
 
 CHECKPOINT = "checkpoint.pt"
@@ -269,14 +269,6 @@ class Trainer:
     def stop_reason(self) -> str | None:
         """Why training should stop now (see :func:`avf.stopping.stop_reason_of`), or ``None``."""
         return stop_reason_of(self.history, self.config)
-
-    def cuts_used_up(self) -> bool:
-        """True when ``config.plateau_max_cuts`` (> 0) cuts are in the history."""
-        return cuts_used_up(self.history, self.config)
-
-    def on_plateau(self) -> bool:
-        """True when the history has reached a plateau (see :func:`avf.stopping.on_plateau`)."""
-        return on_plateau(self.history, self.config)
 
     def _cut_learning_rates(self) -> None:
         """Multiply both learning rates by ``plateau_factor``, first rewinding to the best."""
