@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from avf.cli import main
+from avf.config import load_config
 
 TINY = """
 name = "tiny"
@@ -290,6 +291,45 @@ def test_resuming_with_changed_settings_lists_them_and_keeps_the_learning_rate(
     assert "inference_lr = 0.01" in saved and "epochs = 3" in saved and "patience = 4" in saved
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["inference_lr"] for line in lines] == [0.01, 0.01, 0.01]
+
+
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(tiny, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run), "--dry-run",
+                 "--set", "training.patience=4"]) == 0
+    out, err = capsys.readouterr()
+    assert not run.exists()
+    printed = load_config_text(out, tmp_path)
+    assert printed.training.patience == 4 and printed.training.plateau_factor == 0.1  # a default
+    assert "parameters θ" in err and "would start" in err and "nothing written" in err
+    assert "6 training sequences, 3 validation" in err
+
+
+def test_dry_run_checks_a_resume_without_touching_the_run(tiny, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(tiny), "--run-dir", str(run)]) == 0
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    capsys.readouterr()
+    assert main(["train", str(tiny), "--run-dir", str(run), "--dry-run", "--epochs", "3"]) == 0
+    err = capsys.readouterr().err
+    assert f"would resume {run} from its checkpoint of epoch 2" in err
+    assert "training.epochs: 2 → 3" in err
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before
+    assert main(["train", str(tiny), "--run-dir", str(run), "--dry-run",
+                 "--set", "inference.options.hidden=8"]) == 2  # networks that do not fit
+    assert "do not fit" in error_line(capsys)
+
+
+def test_dry_run_still_refuses_a_bad_config(tiny, capsys) -> None:
+    assert main(["train", str(tiny), "--dry-run", "--set", "training.bogus=1"]) == 2
+    assert "bogus" in error_line(capsys)
+
+
+def load_config_text(text: str, folder: Path):
+    """The config that a dry run printed, read back as ``avf train`` would read it."""
+    path = folder / "printed.toml"
+    path.write_text(text)
+    return load_config(path)
 
 
 USER_MODEL = '''

@@ -13,7 +13,7 @@ from avf.builders import (
     build_training_data,
     with_bin_width,
 )
-from avf.config import ExperimentConfig, config_changes, load_config, save_config
+from avf.config import ExperimentConfig, config_changes, dumps, load_config, save_config
 from avf.data import Sequences
 from avf.runs import (
     CONFIG_NAME,
@@ -24,6 +24,7 @@ from avf.runs import (
 from avf.training import (
     CHECKPOINT,
     RESUMED_FROM_CHECKPOINT,
+    TrainData,
     Trainer,
     load_weights,
 )
@@ -43,8 +44,11 @@ def train(args: argparse.Namespace) -> int:
     train_data, valid = build_training_data(cfg, args.data_dir)
     cfg = with_bin_width(cfg, args.data_dir)
     model, inference = build(cfg)
-    if (run_dir / CHECKPOINT).is_file():
-        cfg = _check_resume(cfg, model, inference, run_dir)
+    resuming = (run_dir / CHECKPOINT).is_file()
+    if resuming:
+        cfg = _check_resume(cfg, model, inference, run_dir, dry_run=args.dry_run)
+    if args.dry_run:
+        return _dry_run(cfg, model, inference, train_data, valid, run_dir, resuming)
     save_config(cfg, run_dir / CONFIG_NAME)
     fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
@@ -87,8 +91,29 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
+             train_data: TrainData, valid: Sequences | None, run_dir: Path, resuming: bool) -> int:
+    """``avf train --dry-run``: everything a run would be built from, checked and shown.
+
+    A long run should not fail on its first epoch for a typo or a missing file, so the config,
+    the data and both networks are built exactly as for training; the resolved config (defaults
+    filled in, the text ``config.toml`` would get) goes to stdout, a summary to stderr, and
+    nothing is written.
+    """
+    sys.stdout.write(dumps(dataclasses.asdict(cfg)))
+    theta = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    phi = sum(p.numel() for p in inference.parameters() if p.requires_grad)
+    fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
+    held_out = f", {len(valid)} validation" if valid is not None else ", no validation"
+    action = "would resume" if resuming else "would start"
+    print(f"dry run: {cfg.model.name} model ({theta:,} parameters θ), {cfg.inference.name} "
+          f"inference ({phi:,} parameters φ), {len(train_data)} training sequences{fresh}"
+          f"{held_out}; {action} {run_dir}; nothing written", file=sys.stderr)
+    return 0
+
+
 def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
-                  run_dir: Path) -> ExperimentConfig:
+                  run_dir: Path, dry_run: bool = False) -> ExperimentConfig:
     """The config to resume ``run_dir`` with, checked before ``config.toml`` is rewritten.
 
     Says which epoch the run goes on from: a run killed between checkpoints repeats the
@@ -104,8 +129,10 @@ def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
     except ValueError as err:
         raise ValueError(f"{err} {run_dir} keeps its config.toml as it was; to start a new "
                          "run with this config, give another --run-dir") from err
-    print(f"resuming {run_dir} from its checkpoint of epoch {int(ckpt['epoch'])} "
-          f"({float(ckpt['wall_time']) / 60:.1f} min of training so far)")
+    verb = "would resume" if dry_run else "resuming"
+    print(f"{verb} {run_dir} from its checkpoint of epoch {int(ckpt['epoch'])} "
+          f"({float(ckpt['wall_time']) / 60:.1f} min of training so far)",
+          file=sys.stderr if dry_run else sys.stdout)
     try:
         old = run_config(run_dir)
     except (OSError, ValueError):  # no readable old config: nothing to compare with
@@ -115,7 +142,8 @@ def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
     applied = [f"{key}: {change}" for key, change in changes.items() if key not in kept]
     ignored = [f"{key}: {change}" for key, change in changes.items() if key in kept]
     if applied:
-        print(f"resuming {run_dir} with changed settings: {'; '.join(applied)}")
+        print(f"{verb} {run_dir} with changed settings: {'; '.join(applied)}",
+              file=sys.stderr if dry_run else sys.stdout)
     if ignored:
         print(f"not applied when resuming {run_dir} (the checkpoint's learning rates, their "
               f"schedule and random state go on; config.toml keeps the run's values): "
