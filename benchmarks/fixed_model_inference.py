@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from avf.builders import build_inference, build_training_data, observation_size
+from avf.builders import build_inference, observation_size
 from avf.config import load_config, parse_value
+from avf.datasets import build_training_data
 from avf.evaluation import evaluate
 from avf.inference import PriorOnly
 from avf.runs import restore, weights_used

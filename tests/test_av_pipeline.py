@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from avf.builders import build_training_data, data_bin_width
 from avf.cli import main
 from avf.config import from_dict, load_config
+from avf.datasets import build_training_data, data_bin_width
 
 SPEECH = """
 name = "speech"
@@ -119,7 +119,7 @@ def test_speech_source_standardises_and_sets_the_bin(wav_dir: Path, tmp_path: Pa
     assert first.x.shape[1:] == (3, 40) and valid.x.shape[1:] == (3, 40)
     assert not torch.equal(first.x, train(2).x)  # fresh windows each epoch
     width = data_bin_width(cfg)
-    from avf.builders import speech_standardizer
+    from avf.datasets import speech_standardizer
 
     std = speech_standardizer(cfg).std
     assert width == pytest.approx(1 / 32768 / std)

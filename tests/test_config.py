@@ -7,13 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avf.builders import (
-    build_datasets,
-    build_inference,
-    build_model,
-    data_model_config,
-    observation_size,
-)
+from avf.builders import build_inference, build_model, observation_size
 from avf.config import (
     ExperimentConfig,
     InferenceConfig,
@@ -23,6 +17,7 @@ from avf.config import (
     load_config,
     save_config,
 )
+from avf.datasets import build_datasets, data_model_config
 from avf.inference import Direct, GradientDescent, Iterative, PriorOnly
 from avf.models import LinearGaussian
 

@@ -8,17 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from avf.builders import (
-    EpochCrops,
-    build_datasets,
-    build_inference,
-    build_model,
-    build_training_data,
-    observation_size,
-)
+from avf.builders import build_inference, build_model, observation_size
 from avf.cli import main
 from avf.config import from_dict, load_config, save_config
 from avf.data import transpose_rolls
+from avf.datasets import EpochCrops, build_datasets, build_training_data
 from avf.inference import Iterative
 from avf.models import DMM, SRNN, VRNN
 from avf.models.encoders import DMMEncoder, SRNNEncoder, VRNNEncoder

@@ -14,15 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from avf.builders import (
-    SPLITS,
-    build_datasets,
-    build_inference,
-    build_model,
-    observation_size,
-)
+from avf.builders import build_inference, build_model, observation_size
 from avf.config import ExperimentConfig, load_config
 from avf.data.batching import Sequences
+from avf.data.file_splits import SPLITS
+from avf.datasets import build_datasets
 from avf.training import BEST, CHECKPOINT, load_weights
 
 CONFIG_NAME = "config.toml"

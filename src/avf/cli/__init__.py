@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from avf import __version__
-from avf.builders import SPLITS
 from avf.cli.data import manage_data
 from avf.cli.evaluate import evaluate_run
 from avf.cli.plot import plot_run
 from avf.cli.train import train
+from avf.data.file_splits import SPLITS
 from avf.runs import CHECKPOINTS, WEIGHTS
 from avf.validation import NonFiniteError
 

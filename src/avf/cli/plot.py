@@ -63,7 +63,7 @@ def plot_run(args: argparse.Namespace) -> int:
     if cfg.data.source == "music":
         written.append(plots.plot_piano_roll(view, out / "piano_roll.png", title))
     elif cfg.data.source == "speech":
-        from avf.builders import speech_data
+        from avf.datasets import speech_data
         from avf.plots_av import plot_waveform
 
         speech = speech_data(cfg, args.data_dir)

@@ -9,12 +9,9 @@ from pathlib import Path
 
 from torch import nn
 
-from avf.builders import (
-    build_training_data,
-    with_bin_width,
-)
 from avf.config import ExperimentConfig, config_changes, dumps, load_config, save_config
 from avf.data import Sequences
+from avf.datasets import build_training_data, with_bin_width
 from avf.runs import (
     CONFIG_NAME,
     build,
