@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from avf.cli import main
+from avf.cli.dry_run import try_one_batch
 from avf.config import load_config
+from avf.datasets import build_training_data
+from avf.runs import build
+from avf.validation import NonFiniteError
 
 TINY = """
 name = "tiny"
@@ -303,6 +307,7 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(tiny, tmp_path, c
     assert printed.training.patience == 4 and printed.training.plateau_factor == 0.1  # a default
     assert "parameters θ" in err and "would start" in err and "nothing written" in err
     assert "6 training sequences, 3 validation" in err
+    assert "one training batch (3 sequences, 15 steps) on cpu: free energy" in err
 
 
 def test_dry_run_checks_a_resume_without_touching_the_run(tiny, tmp_path, capsys) -> None:
@@ -323,6 +328,22 @@ def test_dry_run_checks_a_resume_without_touching_the_run(tiny, tmp_path, capsys
 def test_dry_run_still_refuses_a_bad_config(tiny, capsys) -> None:
     assert main(["train", str(tiny), "--dry-run", "--set", "training.bogus=1"]) == 2
     assert "bogus" in error_line(capsys)
+
+
+def test_the_dry_runs_batch_leaves_the_weights_as_they_were(tiny) -> None:
+    cfg = load_config(tiny, ["training.train_model=true"])
+    model, inference = build(cfg)
+    before = [p.detach().clone() for p in [*model.parameters(), *inference.parameters()]]
+    train, _ = build_training_data(cfg)
+    trial = try_one_batch(cfg, model, inference, train, torch.device("cpu"))
+    after = [*model.parameters(), *inference.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert all(p.grad is None for p in after)
+    assert trial.sequences == 3 and trial.steps == 15 and math.isfinite(trial.free_energy)
+    with torch.no_grad():  # a model that has diverged: the dry run fails as training would
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="time step"):
+        try_one_batch(cfg, model, inference, train, torch.device("cpu"))
 
 
 def load_config_text(text: str, folder: Path):

@@ -86,8 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after the epoch that ends past this many minutes, with a "
                    "checkpoint; the same command resumes")
     p.add_argument("--dry-run", action="store_true",
-                   help="build the data and networks, print the resolved config (defaults "
-                   "filled in) and the parameter counts, check a resume, and write nothing")
+                   help="build the data and networks, check a resume, try one training "
+                   "batch, print the resolved config (defaults filled in), the parameter "
+                   "counts and an epoch's estimated time, and write nothing")
     _data_dir_option(p)
 
     p = sub.add_parser("evaluate", parents=[common], help="score a trained run")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from torch import nn
 
-from avf.config import ExperimentConfig, config_changes, dumps, load_config, save_config
+from avf.cli.dry_run import dry_run
+from avf.config import ExperimentConfig, config_changes, load_config, save_config
 from avf.data import Sequences
 from avf.datasets import build_training_data, with_bin_width
 from avf.runs import (
@@ -21,7 +22,6 @@ from avf.runs import (
 from avf.training import (
     CHECKPOINT,
     RESUMED_FROM_CHECKPOINT,
-    TrainData,
     Trainer,
     load_weights,
 )
@@ -45,7 +45,7 @@ def train(args: argparse.Namespace) -> int:
     if resuming:
         cfg = _check_resume(cfg, model, inference, run_dir, dry_run=args.dry_run)
     if args.dry_run:
-        return _dry_run(cfg, model, inference, train_data, valid, run_dir, resuming)
+        return dry_run(cfg, model, inference, train_data, valid, run_dir, resuming, device)
     save_config(cfg, run_dir / CONFIG_NAME)
     fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
@@ -85,27 +85,6 @@ def train(args: argparse.Namespace) -> int:
               f"{last['valid_free_energy']:.4f} nats/step (micro), "
               f"{last['valid_macro_free_energy']:.4f} (macro); "
               f"recon {last['valid_recon']:.4f}, KL {last['valid_kl']:.4f}")
-    return 0
-
-
-def _dry_run(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
-             train_data: TrainData, valid: Sequences | None, run_dir: Path, resuming: bool) -> int:
-    """``avf train --dry-run``: everything a run would be built from, checked and shown.
-
-    A long run should not fail on its first epoch for a typo or a missing file, so the config,
-    the data and both networks are built exactly as for training; the resolved config (defaults
-    filled in, the text ``config.toml`` would get) goes to stdout, a summary to stderr, and
-    nothing is written.
-    """
-    sys.stdout.write(dumps(dataclasses.asdict(cfg)))
-    theta = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    phi = sum(p.numel() for p in inference.parameters() if p.requires_grad)
-    fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
-    held_out = f", {len(valid)} validation" if valid is not None else ", no validation"
-    action = "would resume" if resuming else "would start"
-    print(f"dry run: {cfg.model.name} model ({theta:,} parameters θ), {cfg.inference.name} "
-          f"inference ({phi:,} parameters φ), {len(train_data)} training sequences{fresh}"
-          f"{held_out}; {action} {run_dir}; nothing written", file=sys.stderr)
     return 0
 
 
