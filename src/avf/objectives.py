@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
+
+from avf.model import State
 
 
 @dataclass
@@ -42,8 +44,8 @@ def kl_term(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
 
 
 def step_terms(
-    model, state, prior: Distribution, x: Tensor, q: Distribution, n_samples: int = 1,
-    beta: float = 1.0,
+    model: nn.Module, state: State, prior: Distribution, x: Tensor, q: Distribution,
+    n_samples: int = 1, beta: float = 1.0,
 ) -> StepTerms:
     """Estimate F_t with ``n_samples`` reparameterised samples and the KL in closed form."""
     z = q.rsample((n_samples,))
