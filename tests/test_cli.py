@@ -330,6 +330,13 @@ def test_dry_run_still_refuses_a_bad_config(tiny, capsys) -> None:
     assert "bogus" in error_line(capsys)
 
 
+def test_seed_sets_both_seeds_and_leaves_the_datas(tiny, tmp_path, capsys) -> None:
+    assert main(["train", str(tiny), "--dry-run", "--seed", "7"]) == 0
+    printed = load_config_text(capsys.readouterr().out, tmp_path)
+    assert printed.seed == 7 and printed.training.seed == 7
+    assert printed.data.seed == load_config(tiny).data.seed
+
+
 def test_the_dry_runs_batch_leaves_the_weights_as_they_were(tiny) -> None:
     cfg = load_config(tiny, ["training.train_model=true"])
     model, inference = build(cfg)

@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write the run (default runs/NAME)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     p.add_argument("--epochs", type=int, help="shortcut for --set training.epochs=N")
+    p.add_argument("--seed", type=int, metavar="N", help="shortcut for --set seed=N --set "
+                   "training.seed=N: another seed of the same experiment (data.seed, which "
+                   "draws the data, stays)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop after the epoch that ends past this many minutes, with a "
                    "checkpoint; the same command resumes")

@@ -33,6 +33,8 @@ def train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"training.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides += [f"seed={args.seed}", f"training.seed={args.seed}"]
     cfg = load_config(args.config, overrides)
     if args.device is not None:
         cfg.device = args.device
