@@ -104,6 +104,39 @@ def test_time_limit_stops_early_and_evaluate_takes_a_batch_size(tiny: Path, tmp_
     assert "--batch-size must be at least 1" in error_line(capsys)
 
 
+def test_runs_says_which_runs_are_done_resumable_or_scored(tiny, tmp_path, capsys) -> None:
+    done, cut_short = tmp_path / "runs" / "done", tmp_path / "runs" / "cut_short"
+    assert main(["train", str(tiny), "--run-dir", str(done)]) == 0
+    assert main(["train", str(tiny), "--run-dir", str(cut_short), "--epochs", "3",
+                 "--time-limit", "1e-9"]) == 0
+    assert main(["evaluate", str(done)]) == 0
+    report = json.loads((done / "eval_test.json").read_text())
+    (tmp_path / "runs" / "fresh").mkdir()  # killed in its first epoch: a config, no metrics
+    (tmp_path / "runs" / "fresh" / "config.toml").write_bytes((done / "config.toml").read_bytes())
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path / "runs"), "--json"]) == 0
+    rows = {Path(r["run"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["done"]["state"] == "done: all epochs" and rows["done"]["epochs"] == 2
+    assert rows["done"]["test_free_energy"] == report["free_energy"]
+    assert rows["done"]["test_stale"] is False
+    assert rows["cut_short"]["state"] == "resumable" and rows["cut_short"]["epochs"] == 1
+    assert rows["cut_short"]["test_free_energy"] is None
+    assert rows["fresh"]["state"] == "not started" and rows["fresh"]["best_valid"] is None
+
+    report["epoch"] = 1 if rows["done"]["best_epoch"] == 2 else 2  # scored before a new best
+    (done / "eval_test.json").write_text(json.dumps(report))
+    assert main(["runs", str(done)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("done ") and "stale, evaluate again" in lines[1]
+
+
+def test_runs_without_runs_is_one_clear_line(tmp_path, capsys) -> None:
+    assert main(["runs", str(tmp_path)]) == 2
+    assert "no run directories" in error_line(capsys)
+    assert main(["runs", str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in error_line(capsys)
+
+
 def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err

@@ -1,4 +1,4 @@
-"""The ``avf`` command: train from a config file, evaluate or plot a run, run the demo.
+"""The ``avf`` command: train from a config file, evaluate, plot or list runs, run the demo.
 
 A run directory is self-describing: ``config.toml`` (the resolved config) plus checkpoints, so
 ``avf evaluate RUN_DIR`` and ``avf plot RUN_DIR`` rebuild everything from it. Real data are not
@@ -20,6 +20,7 @@ import torch
 from avf import __version__
 from avf.cli.data import manage_data
 from avf.cli.evaluate import evaluate_run
+from avf.cli.overview import list_runs
 from avf.cli.plot import plot_run
 from avf.cli.train import train
 from avf.data.file_splits import SPLITS
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return plot_run(args)
         if args.command == "data":
             return manage_data(args)
+        if args.command == "runs":
+            return list_runs(args)
         return demo(args, extra)
     except NonFiniteError as err:
         if args.debug:
@@ -126,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     _weights_option(p)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     _data_dir_option(p)
+
+    p = sub.add_parser("runs", parents=[common], help="where run directories stand: finished "
+                       "or resumable, best validation, test score")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="run directories, or folders of them (default: runs)")
+    p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
 
     # no -h of its own: ``avf demo --help`` reaches the demo's parser with the other options
     p = sub.add_parser("demo", parents=[common], add_help=False,

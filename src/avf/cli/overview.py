@@ -1,0 +1,113 @@
+"""``avf runs``: where each run directory stands, in one table.
+
+Someone with a dozen runs spread over sessions needs to know which have finished and why, which
+`avf train` would resume, which have been scored, and whether a score is still that of the
+current ``best.pt``. All of it is in the run directories already (``config.toml``,
+``metrics.jsonl``, ``eval_test.json``); this reads it and decides nothing new: whether a run
+has finished is :func:`avf.stopping.stop_reason_of` on its history, as in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from avf.plots import read_metrics
+from avf.runs import CONFIG_NAME, run_config
+from avf.stopping import stop_reason_of
+from avf.training import METRICS
+
+_STOPS = {"plateau_max_cuts": "plateau after the last cut", "patience": "patience",
+          "plateau_without_gain": "plateau after a cut without gain"}
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    """Print one row per run directory found under the paths given (default ``runs/``)."""
+    paths = [Path(p) for p in args.paths] or [Path("runs")]
+    found = [run for path in paths for run in run_directories(path)]
+    if not found:
+        raise FileNotFoundError(f"no run directories (with a {CONFIG_NAME}) in "
+                                f"{', '.join(map(str, paths))}")
+    rows = [run_summary(run) for run in found]
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        sys.stdout.write(table(rows) + "\n")
+    return 0
+
+
+def run_directories(path: Path) -> list[Path]:
+    """``path`` itself if it is a run directory, else the run directories right inside it."""
+    if (path / CONFIG_NAME).is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory")
+    return sorted(p for p in path.iterdir() if (p / CONFIG_NAME).is_file())
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """One run's state: epochs, why it stopped (or that it resumes), best validation, time,
+    and its test score where ``avf evaluate`` wrote one."""
+    cfg = run_config(run_dir)
+    history = read_metrics(run_dir / METRICS) if (run_dir / METRICS).is_file() else []
+    iterations = cfg.inference.options.get("iterations")
+    row: dict[str, Any] = {
+        "run": str(run_dir), "model": cfg.model.name,
+        "inference": cfg.inference.name + (f" K={iterations}" if iterations else ""),
+        "epochs": history[-1]["epoch"] if history else 0, "max_epochs": cfg.training.epochs,
+        "state": _state(history, cfg.training), "best_epoch": None, "best_valid": None,
+        "learning_rate": history[-1]["model_lr"] if history else None,
+        "train_minutes": round(history[-1]["wall_time"] / 60, 1) if history else 0.0,
+        "test_free_energy": None, "test_macro_free_energy": None, "test_epoch": None,
+        "test_stale": None,
+    }
+    validated = [r for r in history if "valid_free_energy" in r]
+    if validated:
+        best = min(validated, key=lambda r: r["valid_free_energy"])
+        row["best_epoch"], row["best_valid"] = best["epoch"], best["valid_free_energy"]
+    report_path = run_dir / "eval_test.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        row["test_free_energy"] = report.get("free_energy")
+        row["test_macro_free_energy"] = report.get("macro_free_energy")
+        row["test_epoch"] = report.get("epoch")
+        # a score of best.pt from before a later, better epoch no longer describes the run
+        row["test_stale"] = (report.get("checkpoint") == "best.pt"
+                             and row["best_epoch"] is not None
+                             and report.get("epoch") != row["best_epoch"])
+    return row
+
+
+def _state(history: list[dict[str, Any]], config: Any) -> str:
+    if not history:
+        return "not started"
+    reason = stop_reason_of(history, config)
+    if reason is not None:
+        return f"done: {_STOPS.get(reason, reason)}"
+    if history[-1]["epoch"] >= config.epochs:
+        return "done: all epochs"
+    return "resumable"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as an aligned plain-text table."""
+    head = ["run", "model", "inference", "epochs", "state", "best valid (epoch)", "lr",
+            "train", "test F micro / macro"]
+    body = []
+    for r in rows:
+        best = "–" if r["best_valid"] is None else f"{r['best_valid']:.4f} ({r['best_epoch']})"
+        test = "–"
+        if r["test_free_energy"] is not None:
+            test = f"{r['test_free_energy']:.4f} / {r['test_macro_free_energy']:.4f}"
+            if r["test_stale"]:
+                test += f" (epoch {r['test_epoch']}: stale, evaluate again)"
+        lr = "–" if r["learning_rate"] is None else f"{r['learning_rate']:.1e}"
+        body.append([Path(r["run"]).name, r["model"], r["inference"],
+                     f"{r['epochs']}/{r['max_epochs']}", r["state"], best, lr,
+                     f"{r['train_minutes']:.1f} min", test])
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+                     for line in [head, *body])
