@@ -130,6 +130,17 @@ def test_runs_says_which_runs_are_done_resumable_or_scored(tiny, tmp_path, capsy
     assert len(lines) == 2 and lines[1].startswith("done ") and "stale, evaluate again" in lines[1]
 
 
+def test_runs_draws_the_curves_side_by_side(tiny, tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    for seed in ("0", "1"):
+        assert main(["train", str(tiny), "--run-dir", str(tmp_path / "runs" / seed),
+                     "--seed", seed]) == 0
+    picture = tmp_path / "curves.png"
+    assert main(["runs", str(tmp_path / "runs"), "--plot", str(picture)]) == 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {picture}" in capsys.readouterr().err
+
+
 def test_runs_without_runs_is_one_clear_line(tmp_path, capsys) -> None:
     assert main(["runs", str(tmp_path)]) == 2
     assert "no run directories" in error_line(capsys)

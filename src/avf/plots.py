@@ -75,6 +75,40 @@ def plot_learning_curves(records: Sequence[dict[str, Any]], path: str | Path,
     return _save(plt, fig, path)
 
 
+
+def plot_run_comparison(curves: dict[str, Sequence[dict[str, Any]]], path: str | Path) -> Path:
+    """Validation and training free energy against epoch, one line per run, the best
+    validation marked: runs side by side, as their metrics logs hold them.
+
+    Early epochs sit far above the rest (tens of nats/step at first on music), so the y-axis
+    ends at the upper quartile of the values shown, where the curves can be told apart.
+    """
+    if not curves:
+        raise ValueError("no runs to compare")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, split in zip(axes, ("valid", "train"), strict=True):
+        shown: list[float] = []
+        for label, records in curves.items():
+            points = [(r["epoch"], r[f"{split}_free_energy"]) for r in records
+                      if r.get(f"{split}_free_energy") is not None]
+            if not points:
+                continue
+            (line,) = ax.plot(*zip(*points, strict=True), lw=1, label=label)
+            shown += [value for _, value in points]
+            if split == "valid":
+                epoch, value = min(points, key=lambda point: point[1])
+                ax.plot([epoch], [value], "o", ms=4, color=line.get_color())
+        if shown:
+            low, top = min(shown), float(torch.tensor(shown).quantile(0.75))
+            ax.set_ylim(low - 0.05 * (top - low), top + 1e-9)
+        ax.ticklabel_format(axis="both", useOffset=False)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("free energy (nats / step)")
+        ax.set_title(f"{split} (dot: best validation)" if split == "valid" else split)
+    axes[0].legend(fontsize=7)
+    return _save(plt, fig, path)
+
 # -- free energy per inference iteration ------------------------------------------------------
 def iteration_trace(model: nn.Module, inference: InferenceProcedure, data: Sequences,
                     batch_size: int) -> list[float]:

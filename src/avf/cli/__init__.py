@@ -135,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="run directories, or folders of them (default: runs)")
     p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
+    p.add_argument("--plot", type=Path, metavar="PNG", help="also draw the runs' validation "
+                   "and training curves side by side into this file")
 
     # no -h of its own: ``avf demo --help`` reaches the demo's parser with the other options
     p = sub.add_parser("demo", parents=[common], add_help=False,

@@ -32,6 +32,13 @@ def list_runs(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no run directories (with a {CONFIG_NAME}) in "
                                 f"{', '.join(map(str, paths))}")
     rows = [run_summary(run) for run in found]
+    if args.plot is not None:
+        from avf import plots
+
+        curves = {run.name: read_metrics(run / METRICS) for run in found
+                  if (run / METRICS).is_file()}
+        written = plots.plot_run_comparison(curves, args.plot)
+        print(f"wrote {written}", file=sys.stderr)
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     else:
