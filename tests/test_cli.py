@@ -122,6 +122,12 @@ def test_runs_says_which_runs_are_done_resumable_or_scored(tiny, tmp_path, capsy
     assert rows["cut_short"]["state"] == "resumable" and rows["cut_short"]["epochs"] == 1
     assert rows["cut_short"]["test_free_energy"] is None
     assert rows["fresh"]["state"] == "not started" and rows["fresh"]["best_valid"] is None
+    broken = tmp_path / "runs" / "broken"  # a bad directory is one row, not an abort
+    broken.mkdir()
+    (broken / "config.toml").write_text("name = [")
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    assert any(line.startswith("broken ") and "unreadable: " in line
+               for line in capsys.readouterr().out.splitlines())
 
     report["epoch"] = 1 if rows["done"]["best_epoch"] == 2 else 2  # scored before a new best
     (done / "eval_test.json").write_text(json.dumps(report))

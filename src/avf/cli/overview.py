@@ -31,12 +31,13 @@ def list_runs(args: argparse.Namespace) -> int:
     if not found:
         raise FileNotFoundError(f"no run directories (with a {CONFIG_NAME}) in "
                                 f"{', '.join(map(str, paths))}")
-    rows = [run_summary(run) for run in found]
+    rows = [_summary_or_error(run) for run in found]
     if args.plot is not None:
         from avf import plots
 
-        curves = {run.name: read_metrics(run / METRICS) for run in found
-                  if (run / METRICS).is_file()}
+        curves = {run.name: read_metrics(run / METRICS)
+                  for run, row in zip(found, rows, strict=True)
+                  if (run / METRICS).is_file() and not row["state"].startswith("unreadable")}
         written = plots.plot_run_comparison(curves, args.plot)
         print(f"wrote {written}", file=sys.stderr)
     if args.json:
@@ -53,6 +54,20 @@ def run_directories(path: Path) -> list[Path]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory")
     return sorted(p for p in path.iterdir() if (p / CONFIG_NAME).is_file())
+
+
+def _summary_or_error(run_dir: Path) -> dict[str, Any]:
+    """The run's row, or a row that says why it cannot be read: one broken directory (a
+    half-copied config, a hand-edited log) must not hide the others."""
+    try:
+        return run_summary(run_dir)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        text = " ".join(str(err).split()) or type(err).__name__
+        return {"run": str(run_dir), "model": "?", "inference": "?", "epochs": None,
+                "max_epochs": None, "state": f"unreadable: {text}", "best_epoch": None,
+                "best_valid": None, "learning_rate": None, "train_minutes": None,
+                "test_free_energy": None, "test_macro_free_energy": None, "test_epoch": None,
+                "test_stale": None}
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
@@ -112,9 +127,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             if r["test_stale"]:
                 test += f" (epoch {r['test_epoch']}: stale, evaluate again)"
         lr = "–" if r["learning_rate"] is None else f"{r['learning_rate']:.1e}"
-        body.append([Path(r["run"]).name, r["model"], r["inference"],
-                     f"{r['epochs']}/{r['max_epochs']}", r["state"], best, lr,
-                     f"{r['train_minutes']:.1f} min", test])
+        epochs = "–" if r["epochs"] is None else f"{r['epochs']}/{r['max_epochs']}"
+        minutes = "–" if r["train_minutes"] is None else f"{r['train_minutes']:.1f} min"
+        body.append([Path(r["run"]).name, r["model"], r["inference"], epochs, r["state"], best,
+                     lr, minutes, test])
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in [head, *body])
