@@ -154,6 +154,20 @@ def test_runs_without_runs_is_one_clear_line(tmp_path, capsys) -> None:
     assert "is not a directory" in error_line(capsys)
 
 
+def test_evaluate_scores_several_runs_in_one_call(tiny, tmp_path, capsys) -> None:
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for seed, run in enumerate(runs):
+        assert main(["train", str(tiny), "--run-dir", str(run), "--seed", str(seed)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    reports = [json.loads((run / "eval_test.json").read_text()) for run in runs]
+    assert [r["run_dir"] for r in reports] == [str(run) for run in runs]
+    assert all(f"wrote {run / 'eval_test.json'}" in out for run in runs)
+    assert reports[0]["free_energy"] != reports[1]["free_energy"]  # two seeds, two scores
+    assert main(["evaluate", str(runs[0]), str(tmp_path / "missing")]) == 2
+
+
 def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err

@@ -97,8 +97,9 @@ def _parser() -> argparse.ArgumentParser:
                    "counts and an epoch's estimated time, and write nothing")
     _data_dir_option(p)
 
-    p = sub.add_parser("evaluate", parents=[common], help="score a trained run")
-    p.add_argument("run_dir", type=Path, help="a directory written by `avf train`")
+    p = sub.add_parser("evaluate", parents=[common], help="score trained runs")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="run_dir",
+                   help="directories written by `avf train`, scored one after the other")
     p.add_argument("--split", choices=SPLITS, default="test")
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     _weights_option(p)

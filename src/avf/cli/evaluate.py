@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from avf.atomic import atomic_write
 from avf.data import Sequences
 from avf.evaluation import Score, evaluate, particle_score
 from avf.runs import (
@@ -25,8 +26,17 @@ from avf.runs import (
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
-    """``avf evaluate``: print the run's score and write it to ``eval_<split>.json``."""
-    run_dir: Path = args.run_dir
+    """``avf evaluate``: print each run's score and write it to ``eval_<split>.json``.
+
+    Several run directories are scored one after the other (the seeds of an experiment, say);
+    the first that fails stops the command, with the reports of those before it written.
+    """
+    for run_dir in args.run_dirs:
+        _evaluate_one(run_dir, args)
+    return 0
+
+
+def _evaluate_one(run_dir: Path, args: argparse.Namespace) -> None:
     cfg = run_config(run_dir)
     device = resolve_device(args.device if args.device is not None else cfg.device)
     if args.samples < 1:
@@ -61,9 +71,9 @@ def evaluate_run(args: argparse.Namespace) -> int:
         report["smc"] = {"discretized": binned, **smc.as_dict()}
     print(format_report(report, score))
     out = run_dir / f"eval_{args.split}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = (json.dumps(report, indent=2) + "\n").encode("utf-8")
+    atomic_write(out, lambda f: f.write(text))  # `avf runs` never reads half a report
     print(f"wrote {out}")
-    return 0
 
 
 def _batches(data: Sequences, batch_size: int, device: torch.device, args: argparse.Namespace,
