@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/avf demo --out demo_out
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs
 
 test: lint
 	$(BIN)/pytest
