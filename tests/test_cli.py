@@ -119,6 +119,7 @@ def test_runs_says_which_runs_are_done_resumable_or_scored(tiny, tmp_path, capsy
     assert rows["done"]["state"] == "done: all epochs" and rows["done"]["epochs"] == 2
     assert rows["done"]["test_free_energy"] == report["free_energy"]
     assert rows["done"]["test_stale"] is False
+    assert rows["done"]["learning_rate"] == 1e-2  # φ's: θ is fixed in the tiny config
     assert rows["cut_short"]["state"] == "resumable" and rows["cut_short"]["epochs"] == 1
     assert rows["cut_short"]["test_free_energy"] is None
     assert rows["fresh"]["state"] == "not started" and rows["fresh"]["best_valid"] is None

@@ -35,8 +35,9 @@ def list_runs(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from avf import plots
 
-        curves = {run.name: read_metrics(run / METRICS)
-                  for run, row in zip(found, rows, strict=True)
+        names = [run.name for run in found]  # the full path where two runs share a name
+        curves = {(run.name if names.count(run.name) == 1 else str(run)):
+                  read_metrics(run / METRICS) for run, row in zip(found, rows, strict=True)
                   if (run / METRICS).is_file() and not row["state"].startswith("unreadable")}
         written = plots.plot_run_comparison(curves, args.plot)
         print(f"wrote {written}", file=sys.stderr)
@@ -56,6 +57,11 @@ def run_directories(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if (p / CONFIG_NAME).is_file())
 
 
+FIELDS = ("run", "model", "inference", "epochs", "max_epochs", "state", "best_epoch",
+          "best_valid", "learning_rate", "train_minutes", "test_free_energy",
+          "test_macro_free_energy", "test_epoch", "test_stale")
+
+
 def _summary_or_error(run_dir: Path) -> dict[str, Any]:
     """The run's row, or a row that says why it cannot be read: one broken directory (a
     half-copied config, a hand-edited log) must not hide the others."""
@@ -63,28 +69,25 @@ def _summary_or_error(run_dir: Path) -> dict[str, Any]:
         return run_summary(run_dir)
     except (OSError, ValueError, KeyError, TypeError) as err:
         text = " ".join(str(err).split()) or type(err).__name__
-        return {"run": str(run_dir), "model": "?", "inference": "?", "epochs": None,
-                "max_epochs": None, "state": f"unreadable: {text}", "best_epoch": None,
-                "best_valid": None, "learning_rate": None, "train_minutes": None,
-                "test_free_energy": None, "test_macro_free_energy": None, "test_epoch": None,
-                "test_stale": None}
+        return {**dict.fromkeys(FIELDS), "run": str(run_dir), "model": "?", "inference": "?",
+                "state": f"unreadable: {text}"}
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """One run's state: epochs, why it stopped (or that it resumes), best validation, time,
-    and its test score where ``avf evaluate`` wrote one."""
+    and its test score where ``avf evaluate`` wrote one (``FIELDS``, ``None`` where unknown)."""
     cfg = run_config(run_dir)
     history = read_metrics(run_dir / METRICS) if (run_dir / METRICS).is_file() else []
+    last = history[-1] if history else {}
     iterations = cfg.inference.options.get("iterations")
     row: dict[str, Any] = {
-        "run": str(run_dir), "model": cfg.model.name,
+        **dict.fromkeys(FIELDS), "run": str(run_dir), "model": cfg.model.name,
         "inference": cfg.inference.name + (f" K={iterations}" if iterations else ""),
-        "epochs": history[-1]["epoch"] if history else 0, "max_epochs": cfg.training.epochs,
-        "state": _state(history, cfg.training), "best_epoch": None, "best_valid": None,
-        "learning_rate": history[-1]["model_lr"] if history else None,
-        "train_minutes": round(history[-1]["wall_time"] / 60, 1) if history else 0.0,
-        "test_free_energy": None, "test_macro_free_energy": None, "test_epoch": None,
-        "test_stale": None,
+        "epochs": last.get("epoch", 0), "max_epochs": cfg.training.epochs,
+        "state": _state(history, cfg.training),
+        # θ's rate, or φ's where θ is fixed (train_model = false)
+        "learning_rate": last.get("model_lr") or last.get("inference_lr"),
+        "train_minutes": round(last.get("wall_time", 0.0) / 60, 1),
     }
     validated = [r for r in history if "valid_free_energy" in r]
     if validated:
