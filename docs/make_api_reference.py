@@ -80,10 +80,17 @@ def _parameter(p: inspect.Parameter | str) -> str:
     if p.annotation is not inspect.Parameter.empty:
         text += f": {_annotation(p.annotation)}"
         if p.default is not inspect.Parameter.empty:
-            text += f" = {p.default!r}"
+            text += f" = {_default(p.default)}"
     elif p.default is not inspect.Parameter.empty:
-        text += f"={p.default!r}"
+        text += f"={_default(p.default)}"
     return text
+
+
+def _default(value: object) -> str:
+    """A default as code would write it (a class by its dotted name, not ``<class ...>``)."""
+    if inspect.isclass(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
 
 
 def _annotation(value: object) -> str:
