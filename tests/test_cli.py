@@ -148,11 +148,14 @@ def test_runs_draws_the_curves_side_by_side(tiny, tmp_path, capsys) -> None:
     assert f"wrote {picture}" in capsys.readouterr().err
 
 
-def test_runs_without_runs_is_one_clear_line(tmp_path, capsys) -> None:
+def test_runs_without_runs_is_one_clear_line(tmp_path, capsys, monkeypatch) -> None:
     assert main(["runs", str(tmp_path)]) == 2
     assert "no run directories" in error_line(capsys)
     assert main(["runs", str(tmp_path / "missing")]) == 2
     assert "is not a directory" in error_line(capsys)
+    monkeypatch.chdir(tmp_path)  # no runs/ here, and none named
+    assert main(["runs"]) == 2
+    assert "no runs/ folder here" in error_line(capsys)
 
 
 def test_evaluate_scores_several_runs_in_one_call(tiny, tmp_path, capsys) -> None:

@@ -27,6 +27,8 @@ _STOPS = {"plateau_max_cuts": "plateau after the last cut", "patience": "patienc
 def list_runs(args: argparse.Namespace) -> int:
     """Print one row per run directory found under the paths given (default ``runs/``)."""
     paths = [Path(p) for p in args.paths] or [Path("runs")]
+    if not args.paths and not paths[0].is_dir():
+        raise FileNotFoundError("no runs/ folder here: give run directories, or folders of them")
     found = [run for path in paths for run in run_directories(path)]
     if not found:
         raise FileNotFoundError(f"no run directories (with a {CONFIG_NAME}) in "
