@@ -7,19 +7,13 @@ none; these tests fail as soon as the two drift apart.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from avf.config import _DEFAULTS, SOURCE_KEYS, DataConfig, ExperimentConfig
+from avf.config import _DEFAULTS, SOURCE_KEYS, DataConfig, ExperimentConfig, tomllib
 from avf.training import TrainConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 

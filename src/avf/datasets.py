@@ -86,6 +86,13 @@ def build_training_data(
     return splits["train"], splits["valid"]
 
 
+
+def describe_training_data(train: TrainData) -> str:
+    """"N training sequences", and whether they are drawn afresh every epoch, for messages."""
+    fresh = "" if isinstance(train, Sequences) else " (fresh every epoch)"
+    return f"{len(train)} training sequences{fresh}"
+
+
 class EpochCrops:
     """One random ``length``-step window of every long enough song, drawn afresh each epoch.
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from avf.config import ExperimentConfig, dumps
 from avf.data import Sequences
-from avf.filtering import backward, filter_sequences
+from avf.datasets import describe_training_data
+from avf.filtering import backward, filter_sequences, trainable
 from avf.training import TrainData, epoch_data
 
 
@@ -40,14 +41,13 @@ def dry_run(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
     to stderr; return the exit status (0: the run can start)."""
     sys.stdout.write(dumps(dataclasses.asdict(cfg)))
     trial = try_one_batch(cfg, model, inference, train_data, device)
-    theta = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    phi = sum(p.numel() for p in inference.parameters() if p.requires_grad)
-    fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
+    theta = sum(p.numel() for p in trainable(model.parameters()))
+    phi = sum(p.numel() for p in trainable(inference.parameters()))
     held_out = f", {len(valid)} validation" if valid is not None else ", no validation"
     batches = math.ceil(len(train_data) / cfg.training.batch_size)
     action = "would resume" if resuming else "would start"
     _say(f"dry run: {cfg.model.name} model ({theta:,} parameters θ), {cfg.inference.name} "
-        f"inference ({phi:,} parameters φ), {len(train_data)} training sequences{fresh}"
+        f"inference ({phi:,} parameters φ), {describe_training_data(train_data)}"
         f"{held_out}")
     _say(f"one training batch ({trial.sequences} sequences, {trial.steps} steps) on {device}: "
         f"free energy {trial.free_energy:.4f} nats/step, {trial.seconds:.3f} s to filter and "

@@ -11,8 +11,7 @@ from torch import nn
 
 from avf.cli.dry_run import dry_run
 from avf.config import ExperimentConfig, config_changes, load_config, save_config
-from avf.data import Sequences
-from avf.datasets import build_training_data, with_bin_width
+from avf.datasets import build_training_data, describe_training_data, with_bin_width
 from avf.runs import (
     CONFIG_NAME,
     build,
@@ -49,9 +48,8 @@ def train(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(cfg, model, inference, train_data, valid, run_dir, resuming, device)
     save_config(cfg, run_dir / CONFIG_NAME)
-    fresh = " (fresh every epoch)" if not isinstance(train_data, Sequences) else ""
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
-          f"{len(train_data)} training sequences{fresh} -> {run_dir}")
+          f"{describe_training_data(train_data)} -> {run_dir}")
     time_limit = None if args.time_limit is None else 60.0 * args.time_limit
     trainer = Trainer(model, inference, cfg.training, run_dir, device)
     try:
@@ -108,9 +106,9 @@ def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
         raise ValueError(f"{err} {run_dir} keeps its config.toml as it was; to start a new "
                          "run with this config, give another --run-dir") from err
     verb = "would resume" if dry_run else "resuming"
+    out = sys.stderr if dry_run else sys.stdout  # a dry run's stdout is the config alone
     print(f"{verb} {run_dir} from its checkpoint of epoch {int(ckpt['epoch'])} "
-          f"({float(ckpt['wall_time']) / 60:.1f} min of training so far)",
-          file=sys.stderr if dry_run else sys.stdout)
+          f"({float(ckpt['wall_time']) / 60:.1f} min of training so far)", file=out)
     try:
         old = run_config(run_dir)
     except (OSError, ValueError):  # no readable old config: nothing to compare with
@@ -120,8 +118,7 @@ def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
     applied = [f"{key}: {change}" for key, change in changes.items() if key not in kept]
     ignored = [f"{key}: {change}" for key, change in changes.items() if key in kept]
     if applied:
-        print(f"{verb} {run_dir} with changed settings: {'; '.join(applied)}",
-              file=sys.stderr if dry_run else sys.stdout)
+        print(f"{verb} {run_dir} with changed settings: {'; '.join(applied)}", file=out)
     if ignored:
         print(f"not applied when resuming {run_dir} (the checkpoint's learning rates, their "
               f"schedule and random state go on; config.toml keeps the run's values): "
