@@ -5,6 +5,10 @@ time) and ``eval_test.json`` (written by ``avf evaluate``), prints a markdown ta
 the rows as JSON, so every number in the table can be traced to the run that produced it.
 
     python benchmarks/runs_table.py runs/fsdd_* --out benchmarks/results/fsdd.json
+
+``--seeds`` prints the per-seed table of BENCHMARKS §5.17–5.19 instead (seed, method, epochs,
+the epochs after which the learning rates were cut, test scores and the best validation score),
+in the order the runs are given.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     # the iterative model's input encoding (its default when the config names none)
     encoding = (cfg.inference.options.get("encoding", DEFAULT_ENCODING)
                 if cfg.inference.name == "iterative" else None)
+    validated = [r for r in records if "valid_free_energy" in r]
+    best_valid = min((r["valid_free_energy"] for r in validated), default=None)
     return {
         "run": run_dir.name,
+        "seed": cfg.seed,
         "model": cfg.model.name,
         "inference": cfg.inference.name + (f" K={iterations}" if iterations else "")
         + (" + x_t" if cfg.inference.options.get("x_input") else "")
@@ -47,6 +54,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "scored_weights": report.get("weights"),
         "epochs": records[-1]["epoch"],
         "train_wall_s": round(records[-1]["wall_time"], 1),
+        "cut_epochs": [r["epoch"] for r in records if r.get("lr_cut")],
+        "best_valid_free_energy": best_valid,
         "scored_epoch": report.get("epoch"),
         "test_free_energy": report.get("free_energy"),
         "test_macro_free_energy": report.get("macro_free_energy"),
@@ -73,19 +82,39 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def seed_markdown(rows: list[dict[str, Any]]) -> str:
+    """The per-seed table: one line per run, named by seed and method."""
+    head = ("| seed | run | epochs (best) | cuts after epoch | train wall | test F micro | macro | "
+            "recon | KL | validation (best) |")
+    lines = [head, "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        method = ("baseline encoder" if r["inference"] == "baseline"
+                  else r["inference"].replace("iterative", "AVF", 1))
+        cuts = ", ".join(map(str, r["cut_epochs"])) or "none"
+        valid = "–" if r["best_valid_free_energy"] is None else f"{r['best_valid_free_energy']:.3f}"
+        lines.append(
+            f"| {r['seed']} | {method} | {r['epochs']} ({r['scored_epoch']}) | {cuts} | "
+            f"{r['train_wall_s'] / 60:.1f} min | {_num(r['test_free_energy'], 4)} | "
+            f"{_num(r['test_macro_free_energy'], 4)} | {_num(r['test_recon'], 4)} | "
+            f"{_num(r['test_kl'], 4)} | {valid} |")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories")
     parser.add_argument("--out", type=Path, help="write the rows here as JSON")
+    parser.add_argument("--seeds", action="store_true",
+                        help="print the per-seed table (seed, method, cuts, validation) instead")
     args = parser.parse_args(argv)
     rows = [run_row(path) for path in args.runs if (path / "config.toml").is_file()]
     if not rows:
         raise SystemExit("no run directories (with a config.toml) among the paths given")
-    print(markdown(rows))
+    print(seed_markdown(rows) if args.seeds else markdown(rows))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"machine": platform.platform(), "processor": platform.processor(),

@@ -142,6 +142,19 @@ def test_runs_table_collects_a_trained_run(tmp_path):
     assert row["encoding"] == "signlog"  # the iterative model's default, named in the row
 
 
+def test_runs_table_per_seed_rows_name_the_cuts_and_best_validation(tmp_path):
+    _, run_dir = trained_run(tmp_path)
+    history = [{"epoch": 1, "valid_free_energy": 5.25, "wall_time": 60.0},
+               {"epoch": 2, "valid_free_energy": 5.5, "lr_cut": True, "wall_time": 120.0},
+               {"epoch": 3, "valid_free_energy": 5.125, "wall_time": 180.0}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    report = json.loads((run_dir / "eval_test.json").read_text())
+    table = run("runs_table.py", str(run_dir), "--seeds")
+    assert (f"| 0 | AVF K=1 | 3 (1) | 2 | 3.0 min | {report['free_energy']:.4f} | "
+            f"{report['macro_free_energy']:.4f} | {report['recon']:.4f} | "
+            f"{report['kl']:.4f} | 5.125 |") in table
+
+
 def test_replay_stopping_finds_the_earlier_stop_of_min_improvement(tmp_path):
     run_dir = tmp_path / "creep"
     run_dir.mkdir()
