@@ -22,6 +22,7 @@ from typing import Any
 from avf.config import load_config
 from avf.inference.iterative import DEFAULT_ENCODING
 from avf.plots import read_metrics
+from avf.runs import describe_inference
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
@@ -33,7 +34,6 @@ def run_row(run_dir: Path) -> dict[str, Any]:
     evaluation = run_dir / "eval_test.json"
     report = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
     binned = report.get("discretized", {})
-    iterations = cfg.inference.options.get("iterations")
     # the iterative model's input encoding (its default when the config names none)
     encoding = (cfg.inference.options.get("encoding", DEFAULT_ENCODING)
                 if cfg.inference.name == "iterative" else None)
@@ -43,9 +43,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "run": run_dir.name,
         "seed": cfg.seed,
         "model": cfg.model.name,
-        "inference": cfg.inference.name + (f" K={iterations}" if iterations else "")
-        + (" + x_t" if cfg.inference.options.get("x_input") else "")
-        + (f", {encoding}" if encoding not in (None, DEFAULT_ENCODING) else ""),
+        "inference": describe_inference(cfg),
         "encoding": encoding,
         "data": f"{cfg.data.source}:{cfg.data.dataset}",
         "dropout": cfg.model.options.get("dropout"),

@@ -250,3 +250,17 @@ def test_synthetic_data_from_a_randomly_initialised_model_ignore_the_global_rng(
     assert torch.equal(first["test"].x, again["test"].x)
     other = build_datasets(config(7))
     assert not torch.equal(first["test"].x, other["test"].x)  # data.seed does choose them
+
+
+@pytest.mark.parametrize(
+    ("inference", "words"),
+    [({"name": "direct"}, "direct"),
+     ({"name": "iterative", "options": {"iterations": 1}}, "iterative K=1"),
+     ({"name": "iterative", "options": {"iterations": 5, "x_input": True,
+                                        "encoding": "layernorm"}},
+      "iterative K=5 + x_t, layernorm")])
+def test_run_tables_describe_the_inference_procedure(inference, words) -> None:
+    from avf.runs import describe_inference
+
+    cfg = from_dict({"model": {"name": "lgssm"}, "inference": inference})
+    assert describe_inference(cfg) == words

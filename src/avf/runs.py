@@ -19,6 +19,7 @@ from avf.config import ExperimentConfig, load_config
 from avf.data.batching import Sequences
 from avf.data.file_splits import SPLITS
 from avf.datasets import build_datasets
+from avf.inference.iterative import DEFAULT_ENCODING
 from avf.training import BEST, CHECKPOINT, load_weights
 
 CONFIG_NAME = "config.toml"
@@ -96,6 +97,23 @@ def run_config(run_dir: str | Path) -> ExperimentConfig:
     if not config_path.is_file():
         raise FileNotFoundError(f"no {CONFIG_NAME} in {run_dir} (is it a run directory?)")
     return load_config(config_path)
+
+
+def describe_inference(cfg: ExperimentConfig) -> str:
+    """The inference procedure in a few words, as run tables name it: ``"baseline"`` or, for
+    the iterative model, its iterations, whether it reads x_t, and its gradient encoding where
+    that is not the default (``"iterative K=1 + x_t, layernorm"``)."""
+    options = cfg.inference.options
+    words = cfg.inference.name
+    if options.get("iterations"):
+        words += f" K={options['iterations']}"
+    if options.get("x_input"):
+        words += " + x_t"
+    if cfg.inference.name == "iterative":
+        encoding = options.get("encoding", DEFAULT_ENCODING)
+        if encoding != DEFAULT_ENCODING:
+            words += f", {encoding}"
+    return words
 
 
 def split_data(cfg: ExperimentConfig, split: str, data_dir: str | Path | None) -> Sequences:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from avf.plots import read_metrics
-from avf.runs import CONFIG_NAME, run_config
+from avf.runs import CONFIG_NAME, describe_inference, run_config
 from avf.stopping import stop_reason_of
 from avf.training import METRICS
 
@@ -81,10 +81,9 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     cfg = run_config(run_dir)
     history = read_metrics(run_dir / METRICS) if (run_dir / METRICS).is_file() else []
     last = history[-1] if history else {}
-    iterations = cfg.inference.options.get("iterations")
     row: dict[str, Any] = {
         **dict.fromkeys(FIELDS), "run": str(run_dir), "model": cfg.model.name,
-        "inference": cfg.inference.name + (f" K={iterations}" if iterations else ""),
+        "inference": describe_inference(cfg),
         "epochs": last.get("epoch", 0), "max_epochs": cfg.training.epochs,
         "state": _state(history, cfg.training),
         # θ's rate, or φ's where θ is fixed (train_model = false)
