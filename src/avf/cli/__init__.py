@@ -1,4 +1,5 @@
-"""The ``avf`` command: train from a config file, evaluate, plot or list runs, run the demo.
+"""The ``avf`` command: train from a config file (or sweep configs over seeds), evaluate, plot
+or list runs, run the demo.
 
 A run directory is self-describing: ``config.toml`` (the resolved config) plus checkpoints, so
 ``avf evaluate RUN_DIR`` and ``avf plot RUN_DIR`` rebuild everything from it. Real data are not
@@ -22,6 +23,7 @@ from avf.cli.data import manage_data
 from avf.cli.evaluate import evaluate_run
 from avf.cli.overview import list_runs
 from avf.cli.plot import plot_run
+from avf.cli.sweep import DEFAULT_NAME, sweep
 from avf.cli.train import train
 from avf.data.file_splits import SPLITS
 from avf.runs import CHECKPOINTS, WEIGHTS
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return manage_data(args)
         if args.command == "runs":
             return list_runs(args)
+        if args.command == "sweep":
+            return sweep(args)
         return demo(args, extra)
     except NonFiniteError as err:
         if args.debug:
@@ -138,6 +142,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the rows as JSON instead of a table")
     p.add_argument("--plot", type=Path, metavar="PNG", help="also draw the runs' validation "
                    "and training curves side by side into this file")
+
+    p = sub.add_parser("sweep", parents=[common], help="train configs over seeds, a few runs "
+                       "at a time, and score them; the same command resumes")
+    p.add_argument("configs", nargs="+", type=Path, metavar="config",
+                   help="experiment configs (TOML); every one runs with every seed")
+    p.add_argument("--seeds", default="0", help="seeds, e.g. 0-4 or 0,2,5 (default 0); each "
+                   "sets seed and training.seed, as `avf train --seed` does")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value in every run (repeatable)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs trained at the same time (default 1)")
+    p.add_argument("--threads", type=int, metavar="N", help="threads per run (default: the "
+                   "machine's cores divided by --jobs)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="where the run directories go (default runs)")
+    p.add_argument("--name", default=DEFAULT_NAME, help="run directory name; placeholders "
+                   "{config} (the config file's stem) and {seed} (default %(default)s)")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="each `avf train` stops after the epoch that ends past this; the run "
+                   "stays resumable and unscored until the sweep is run again")
+    p.add_argument("--eval-batch-size", type=int, metavar="N",
+                   help="sequences scored together by `avf evaluate` (default: the run's "
+                   "training batch size)")
+    p.add_argument("--no-evaluate", action="store_true", help="train only, do not score")
+    _data_dir_option(p)
 
     # no -h of its own: ``avf demo --help`` reaches the demo's parser with the other options
     p = sub.add_parser("demo", parents=[common], add_help=False,

@@ -1,0 +1,205 @@
+"""``avf sweep``: several configs over several seeds, a few runs at a time, resumable.
+
+Comparing two methods honestly takes five seeds of each (BENCHMARKS §5.13): ten runs of an
+hour, more than one sitting. This trains every config × seed as its own ``avf train``
+process, ``--jobs`` at a time with the cores split between them, scores each finished run on
+the test split with ``avf evaluate``, and prints where every run stands. It keeps no state of
+its own: what is done is read from the run directories (as ``avf runs`` does), so the same
+command, run again after an interruption or in a later session, resumes the unfinished runs
+from their checkpoints, scores what is not scored yet and skips the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from avf.cli.overview import run_summary, table
+from avf.runs import CONFIG_NAME
+
+DEFAULT_NAME = "{config}_seed{seed}"
+LOG_NAME = "sweep.log"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the sweep: a config, a seed and the directory the run lives in."""
+
+    config: Path
+    seed: int
+    run_dir: Path
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"``, ``"0,2,5"`` or a mix (``"0-2,7"``) as a list of distinct seeds, in order."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            span = range(int(first), int(last) + 1) if dash else [int(first)]
+        except ValueError:
+            raise ValueError(f"--seeds: {part.strip()!r} is not a seed or a range like 0-4") \
+                from None
+        if not span:
+            raise ValueError(f"--seeds: the range {part.strip()!r} is empty")
+        seeds += [s for s in span if s not in seeds]
+    return seeds
+
+
+def plan_jobs(configs: list[Path], seeds: list[int], runs_dir: Path,
+              name: str = DEFAULT_NAME) -> list[Job]:
+    """Every config × seed, seed by seed (so the runs of one seed finish together), each with
+    the run directory ``runs_dir / name`` (placeholders ``{config}``: the file's stem, and
+    ``{seed}``). Two jobs may not share a directory."""
+    for config in configs:
+        if not config.is_file():
+            raise FileNotFoundError(f"config file {config} not found")
+    jobs = []
+    for seed in seeds:
+        for config in configs:
+            try:
+                run_name = name.format(config=config.stem, seed=seed)
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(f"--name {name!r}: use only the placeholders {{config}} and "
+                                 f"{{seed}} ({type(err).__name__}: {err})") from None
+            jobs.append(Job(config, seed, runs_dir / run_name))
+    dirs = [job.run_dir for job in jobs]
+    clash = next((d for d in dirs if dirs.count(d) > 1), None)
+    if clash is not None:
+        raise ValueError(f"two runs of the sweep would share {clash}: --name must tell them "
+                         "apart (put {config} and {seed} in it)")
+    return jobs
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """``avf sweep``: train and score every job, ``args.jobs`` at a time; 0 if all went
+    through, 1 if any failed (the others still run)."""
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    jobs = plan_jobs(list(args.configs), parse_seeds(args.seeds), args.runs_dir, args.name)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // min(args.jobs, len(jobs)))
+    runner = _Runner(args, threads, len(jobs))
+    print(f"sweep: {len(jobs)} runs, {min(args.jobs, len(jobs))} at a time, {threads} "
+          f"thread(s) each", file=sys.stderr)
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        failures = [f for f in pool.map(runner.run, range(1, len(jobs) + 1), jobs) if f]
+    except KeyboardInterrupt:
+        runner.stop_all()  # before the pool is shut down, which waits for the running jobs
+        pool.shutdown(wait=True, cancel_futures=True)
+        print("avf sweep: interrupted; the same command resumes every unfinished run",
+              file=sys.stderr)
+        return 130
+    pool.shutdown()
+    rows = [run_summary(job.run_dir) for job in jobs if (job.run_dir / CONFIG_NAME).is_file()]
+    if rows:
+        sys.stdout.write(table(rows) + "\n")
+    for failure in failures:
+        print(f"avf sweep: failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+class _Runner:
+    """Runs the jobs' processes and tracks them, so that Ctrl-C can stop them all."""
+
+    def __init__(self, args: argparse.Namespace, threads: int, total: int) -> None:
+        self.args, self.total = args, total
+        self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def run(self, number: int, job: Job) -> str | None:
+        """Train the job unless it is done, then score it unless it is scored; ``None``, or
+        what went wrong."""
+        tag = f"[{number}/{self.total}] {job.run_dir.name}"
+        state = _state(job.run_dir)
+        if state.startswith("done"):
+            self._say(f"{tag}: {state}, not trained again")
+        else:
+            self._say(f"{tag}: {'resuming' if state == 'resumable' else 'training'}")
+            if self._call(job, self._train_command(job)) != 0:
+                return f"{job.run_dir.name}: avf train failed ({_last_line(job)})"
+            state = _state(job.run_dir)
+        if not state.startswith("done"):
+            self._say(f"{tag}: {state} (stopped at --time-limit); not scored yet")
+            return None
+        if self.args.no_evaluate or _scored(job.run_dir):
+            self._say(f"{tag}: {state}")
+            return None
+        if self._call(job, self._evaluate_command(job)) != 0:
+            return f"{job.run_dir.name}: avf evaluate failed ({_last_line(job)})"
+        row = run_summary(job.run_dir)
+        self._say(f"{tag}: {state}; test free energy {row['test_free_energy']:.4f}")
+        return None
+
+    def _train_command(self, job: Job) -> list[str]:
+        command = ["train", str(job.config), "--run-dir", str(job.run_dir),
+                   "--seed", str(job.seed), "--set", "training.progress=false"]
+        for override in self.args.overrides:
+            command += ["--set", override]
+        if self.args.time_limit is not None:
+            command += ["--time-limit", str(self.args.time_limit)]
+        return command + self._data_dir()
+
+    def _evaluate_command(self, job: Job) -> list[str]:
+        command = ["evaluate", str(job.run_dir), "--split", "test", "--no-progress"]
+        if self.args.eval_batch_size is not None:
+            command += ["--batch-size", str(self.args.eval_batch_size)]
+        return command + self._data_dir()
+
+    def _data_dir(self) -> list[str]:
+        return [] if self.args.data_dir is None else ["--data-dir", str(self.args.data_dir)]
+
+    def _call(self, job: Job, command: list[str]) -> int:
+        """Run ``avf COMMAND`` with its output appended to the run's ``sweep.log``."""
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(job.run_dir / LOG_NAME, "a", encoding="utf-8") as log:
+            log.write(f"$ avf {' '.join(command)}\n")
+            log.flush()
+            with self.lock:
+                if self.stopping:
+                    return 130
+                process = subprocess.Popen([sys.executable, "-m", "avf.cli", *command],
+                                           stdout=log, stderr=subprocess.STDOUT, env=self.env)
+                self.running.add(process)
+            try:
+                return process.wait()
+            finally:
+                with self.lock:
+                    self.running.discard(process)
+
+    def stop_all(self) -> None:
+        """Interrupt every running process (each ``avf train`` keeps its last checkpoint)."""
+        with self.lock:
+            self.stopping = True
+            running = list(self.running)
+        for process in running:
+            process.terminate()
+            process.wait()
+
+    def _say(self, text: str) -> None:
+        with self.lock:
+            print(text, file=sys.stderr, flush=True)
+
+
+def _state(run_dir: Path) -> str:
+    return run_summary(run_dir)["state"] if (run_dir / CONFIG_NAME).is_file() else "not started"
+
+
+def _scored(run_dir: Path) -> bool:
+    """Whether the run has a test score of its current best epoch."""
+    row = run_summary(run_dir)
+    return row["test_free_energy"] is not None and not row["test_stale"]
+
+
+def _last_line(job: Job) -> str:
+    """The last line a failed command wrote, which is where ``avf`` puts its error."""
+    lines = (job.run_dir / LOG_NAME).read_text(encoding="utf-8").strip().splitlines()
+    return f"{lines[-1].strip()}; see {job.run_dir / LOG_NAME}" if lines else "no output"

@@ -1,0 +1,112 @@
+"""``avf sweep``: configs × seeds as separate processes, resumed and scored from the run
+directories alone, so that the same command can be run again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from avf.cli import main
+from avf.cli.sweep import parse_seeds, plan_jobs
+from avf.config import load_config
+from avf.plots import read_metrics
+
+TINY = """
+[model]
+name = "lgssm"
+
+[model.options]
+latent_dim = 2
+obs_dim = 2
+
+[inference]
+name = "{inference}"
+
+[data]
+train_sequences = 6
+valid_sequences = 3
+test_sequences = 3
+steps = 5
+
+[training]
+epochs = 2
+batch_size = 3
+train_model = false
+inference_lr = 1e-2
+"""
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> list[Path]:
+    paths = []
+    for inference in ("direct", "iterative"):
+        path = tmp_path / f"tiny_{inference}.toml"
+        path.write_text(TINY.format(inference=inference))
+        paths.append(path)
+    return paths
+
+
+def test_seeds_and_names_are_planned_seed_by_seed(configs: list[Path], tmp_path: Path) -> None:
+    assert parse_seeds("0-2,5,1") == [0, 1, 2, 5]
+    jobs = plan_jobs(configs, [3, 4], tmp_path / "runs")
+    assert [(job.run_dir.name, job.seed) for job in jobs] == [
+        ("tiny_direct_seed3", 3), ("tiny_iterative_seed3", 3),
+        ("tiny_direct_seed4", 4), ("tiny_iterative_seed4", 4)]
+    for bad, match in (("x", "not a seed"), ("3-1", "empty")):
+        with pytest.raises(ValueError, match=match):
+            parse_seeds(bad)
+    with pytest.raises(ValueError, match="would share"):
+        plan_jobs(configs, [0, 1], tmp_path, name="{config}")
+    with pytest.raises(ValueError, match="placeholders"):
+        plan_jobs(configs, [0], tmp_path, name="{model}_{seed}")
+    with pytest.raises(FileNotFoundError, match=r"missing\.toml"):
+        plan_jobs([tmp_path / "missing.toml"], [0], tmp_path)
+
+
+def test_sweep_trains_scores_and_resumes_only_what_is_unfinished(
+        configs: list[Path], tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    common = ["sweep", str(configs[1]), "--seeds", "0-1", "--jobs", "2", "--threads", "1",
+              "--runs-dir", str(runs)]
+    # a time limit stops each run after its first epoch: resumable and not scored
+    assert main([*common, "--time-limit", "1e-9"]) == 0
+    names = ["tiny_iterative_seed0", "tiny_iterative_seed1"]
+    assert sorted(p.name for p in runs.iterdir()) == sorted(names)
+    for name in names:
+        assert [r["epoch"] for r in read_metrics(runs / name / "metrics.jsonl")] == [1]
+        assert not (runs / name / "eval_test.json").exists()
+    assert "stopped at --time-limit" in capsys.readouterr().err
+
+    assert main(common) == 0  # the same command finishes and scores every run
+    out, err = capsys.readouterr()
+    assert err.count("resuming") == 2
+    for name in names:
+        assert [r["epoch"] for r in read_metrics(runs / name / "metrics.jsonl")] == [1, 2]
+        report = json.loads((runs / name / "eval_test.json").read_text())
+        assert f"test free energy {report['free_energy']:.4f}" in err
+        assert name in out and "done: all epochs" in out
+    seeds = {name: load_config(runs / name / "config.toml").seed for name in names}
+    assert seeds == {"tiny_iterative_seed0": 0, "tiny_iterative_seed1": 1}
+
+    scored = {name: (runs / name / "eval_test.json").stat().st_mtime_ns for name in names}
+    assert main(common) == 0  # nothing left to do: nothing trained or scored again
+    assert capsys.readouterr().err.count("not trained again") == 2
+    assert scored == {name: (runs / name / "eval_test.json").stat().st_mtime_ns
+                      for name in names}
+
+
+def test_a_failing_run_is_named_and_the_others_still_run(configs: list[Path], tmp_path: Path,
+                                                         capsys) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text(TINY.format(inference="no_such_procedure"))
+    runs = tmp_path / "runs"
+    status = main(["sweep", str(broken), str(configs[0]), "--runs-dir", str(runs),
+                   "--no-evaluate"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "failed: broken_seed0: avf train failed (avf: error:" in err
+    assert "no_such_procedure" in err
+    assert (runs / "tiny_direct_seed0" / "metrics.jsonl").is_file()
+    assert not (runs / "tiny_direct_seed0" / "eval_test.json").exists()
