@@ -14,6 +14,7 @@ from avf.data import Sequences, sample_dataset
 from avf.evaluation import Score
 from avf.inference import Iterative, PriorOnly
 from avf.models import LinearGaussian
+from avf.run_lock import LOCK_NAME
 from avf.stopping import cut_due, stop_reason_of, validations_without_improvement
 from avf.training import (
     CHECKPOINT,
@@ -176,7 +177,8 @@ def test_a_failed_write_keeps_the_previous_checkpoint(data, tmp_path: Path, monk
     with pytest.raises(OSError, match="disk full"):
         trainer.fit(train)
     assert (tmp_path / CHECKPOINT).read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME, "checkpoint.pt",
+                                                          "metrics.jsonl"]
 
 
 def test_non_finite_gradients_name_the_parameter(data) -> None:

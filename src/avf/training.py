@@ -37,6 +37,7 @@ from avf.data.batching import Sequences
 from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
 from avf.random_state import random_state, seed_everything, seeded, set_random_state
+from avf.run_lock import exclusive_run_dir
 from avf.stopping import cut_due, stop_reason_of
 from avf.validation import NonFiniteError
 
@@ -231,6 +232,13 @@ class Trainer:
         """
         if time_limit is not None and not time_limit > 0:
             raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        if self.run_dir is None:
+            return self._fit(train, valid, time_limit)
+        with exclusive_run_dir(self.run_dir):  # a second trainer of the run is refused
+            return self._fit(train, valid, time_limit)
+
+    def _fit(self, train: TrainData, valid: Sequences | None,
+             time_limit: float | None) -> list[dict[str, Any]]:
         deadline = None if time_limit is None else time.monotonic() + time_limit
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)

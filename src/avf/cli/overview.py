@@ -4,7 +4,8 @@ Someone with a dozen runs spread over sessions needs to know which have finished
 `avf train` would resume, which have been scored, and whether a score is still that of the
 current ``best.pt``. All of it is in the run directories already (``config.toml``,
 ``metrics.jsonl``, ``eval_test.json``); this reads it and decides nothing new: whether a run
-has finished is :func:`avf.stopping.stop_reason_of` on its history, as in training.
+has finished is :func:`avf.stopping.stop_reason_of` on its history, as in training, and whether
+a process is training it now is its lock (:mod:`avf.run_lock`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from avf.plots import read_metrics
+from avf.run_lock import training_process
 from avf.runs import CONFIG_NAME, describe_inference, run_config
 from avf.stopping import stop_reason_of
 from avf.training import METRICS
@@ -85,7 +87,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         **dict.fromkeys(FIELDS), "run": str(run_dir), "model": cfg.model.name,
         "inference": describe_inference(cfg),
         "epochs": last.get("epoch", 0), "max_epochs": cfg.training.epochs,
-        "state": _state(history, cfg.training),
+        "state": _state(run_dir, history, cfg.training),
         # θ's rate, or φ's where θ is fixed (train_model = false)
         "learning_rate": last.get("model_lr") or last.get("inference_lr"),
         "train_minutes": round(last.get("wall_time", 0.0) / 60, 1),
@@ -107,7 +109,10 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     return row
 
 
-def _state(history: list[dict[str, Any]], config: Any) -> str:
+def _state(run_dir: Path, history: list[dict[str, Any]], config: Any) -> str:
+    pid = training_process(run_dir)
+    if pid is not None:
+        return f"training now (pid {pid or 'unknown'})"
     if not history:
         return "not started"
     reason = stop_reason_of(history, config)

@@ -120,6 +120,10 @@ class _Runner:
         what went wrong."""
         tag = f"[{number}/{self.total}] {job.run_dir.name}"
         state = _state(job.run_dir)
+        if state.startswith("training now"):
+            self._say(f"{tag}: {state}, by another process; left alone (run the sweep again "
+                      "once it has stopped)")
+            return None
         if state.startswith("done"):
             self._say(f"{tag}: {state}, not trained again")
         else:

@@ -7,11 +7,14 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from avf.cli.dry_run import dry_run
 from avf.config import ExperimentConfig, config_changes, load_config, save_config
+from avf.data.batching import Sequences
 from avf.datasets import build_training_data, describe_training_data, with_bin_width
+from avf.run_lock import exclusive_run_dir, training_process
 from avf.runs import (
     CONFIG_NAME,
     build,
@@ -21,6 +24,7 @@ from avf.runs import (
 from avf.training import (
     CHECKPOINT,
     RESUMED_FROM_CHECKPOINT,
+    TrainData,
     Trainer,
     load_weights,
 )
@@ -42,11 +46,24 @@ def train(args: argparse.Namespace) -> int:
     train_data, valid = build_training_data(cfg, args.data_dir)
     cfg = with_bin_width(cfg, args.data_dir)
     model, inference = build(cfg)
-    resuming = (run_dir / CHECKPOINT).is_file()
-    if resuming:
-        cfg = _check_resume(cfg, model, inference, run_dir, dry_run=args.dry_run)
     if args.dry_run:
+        resuming = (run_dir / CHECKPOINT).is_file()
+        if resuming:
+            cfg = _check_resume(cfg, model, inference, run_dir, dry_run=True)
+        pid = training_process(run_dir)
+        if pid is not None:
+            print(f"note: {run_dir} is being trained now (pid {pid or 'unknown'})",
+                  file=sys.stderr)
         return dry_run(cfg, model, inference, train_data, valid, run_dir, resuming, device)
+    with exclusive_run_dir(run_dir):  # before config.toml of a run being trained is rewritten
+        return _train(args, cfg, model, inference, train_data, valid, run_dir, device)
+
+
+def _train(args: argparse.Namespace, cfg: ExperimentConfig, model: nn.Module,
+           inference: nn.Module, train_data: TrainData, valid: Sequences | None,
+           run_dir: Path, device: torch.device) -> int:
+    if (run_dir / CHECKPOINT).is_file():
+        cfg = _check_resume(cfg, model, inference, run_dir)
     save_config(cfg, run_dir / CONFIG_NAME)
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
           f"{describe_training_data(train_data)} -> {run_dir}")
