@@ -80,3 +80,14 @@ def test_runs_and_sweep_leave_a_run_being_trained_alone(other_process, capsys) -
     assert main(["sweep", str(tiny), "--runs-dir", str(run_dir.parent), "--name", "run"]) == 0
     assert "by another process; left alone" in capsys.readouterr().err
     assert not (run_dir / "metrics.jsonl").exists()
+
+
+def test_a_file_system_without_locks_trains_with_a_warning(tmp_path: Path, monkeypatch) -> None:
+    import fcntl
+
+    def no_locks(_fd, _operation) -> None:
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="without the guard"), exclusive_run_dir(tmp_path):
+        assert training_process(tmp_path) is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def exclusive_run_dir(run_dir: str | Path) -> Iterator[None]:
             raise RunInUseError(
                 f"{run_dir} is being trained by another process ({_who(pid)}); wait for it to "
                 "end or stop it before training this run directory again") from None
+        except OSError as err:  # a file system without locks (some network mounts)
+            os.close(fd)
+            warnings.warn(f"cannot lock {run_dir} ({err}); training it without the guard "
+                          "against a second trainer", stacklevel=3)
+            yield
+            return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         _held[key] = (fd, 1)
@@ -85,6 +92,8 @@ def training_process(run_dir: str | Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return _read_pid(fd) or 0
+        except OSError:  # no locks on this file system: nothing can be known
+            return None
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
