@@ -70,6 +70,11 @@ def test_sweep_trains_scores_and_resumes_only_what_is_unfinished(
     runs = tmp_path / "runs"
     common = ["sweep", str(configs[1]), "--seeds", "0-1", "--jobs", "2", "--threads", "1",
               "--runs-dir", str(runs)]
+    assert main([*common, "--dry-run"]) == 0
+    planned = capsys.readouterr().out.splitlines()
+    assert planned == [f"[{i}/2] {runs / f'tiny_iterative_seed{i - 1}'}: seed {i - 1} of "
+                       f"{configs[1]}; not started: would train and score" for i in (1, 2)]
+    assert not runs.exists()
     # a time limit stops each run after its first epoch: resumable and not scored
     assert main([*common, "--time-limit", "1e-9"]) == 0
     names = ["tiny_iterative_seed0", "tiny_iterative_seed1"]
@@ -79,6 +84,8 @@ def test_sweep_trains_scores_and_resumes_only_what_is_unfinished(
         assert not (runs / name / "eval_test.json").exists()
     assert "stopped at --time-limit" in capsys.readouterr().err
 
+    assert main([*common, "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("resumable: would resume and score") == 2
     assert main(common) == 0  # the same command finishes and scores every run
     out, err = capsys.readouterr()
     assert err.count("resuming") == 2
@@ -91,6 +98,8 @@ def test_sweep_trains_scores_and_resumes_only_what_is_unfinished(
     assert seeds == {"tiny_iterative_seed0": 0, "tiny_iterative_seed1": 1}
 
     scored = {name: (runs / name / "eval_test.json").stat().st_mtime_ns for name in names}
+    assert main([*common, "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("done: all epochs: nothing to do") == 2
     assert main(common) == 0  # nothing left to do: nothing trained or scored again
     assert capsys.readouterr().err.count("not trained again") == 2
     assert scored == {name: (runs / name / "eval_test.json").stat().st_mtime_ns

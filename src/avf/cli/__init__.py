@@ -166,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="sequences scored together by `avf evaluate` (default: the run's "
                    "training batch size)")
     p.add_argument("--no-evaluate", action="store_true", help="train only, do not score")
+    p.add_argument("--dry-run", action="store_true", help="list the runs, where each stands "
+                   "and what the sweep would do with it; run nothing")
     _data_dir_option(p)
 
     # no -h of its own: ``avf demo --help`` reaches the demo's parser with the other options

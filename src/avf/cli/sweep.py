@@ -83,6 +83,11 @@ def sweep(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     jobs = plan_jobs(list(args.configs), parse_seeds(args.seeds), args.runs_dir, args.name)
+    if args.dry_run:
+        for number, job in enumerate(jobs, 1):
+            print(f"[{number}/{len(jobs)}] {job.run_dir}: seed {job.seed} of {job.config}; "
+                  f"{_plan(job, args.no_evaluate)}")
+        return 0
     threads = args.threads or max(1, (os.cpu_count() or 1) // min(args.jobs, len(jobs)))
     runner = _Runner(args, threads, len(jobs))
     print(f"sweep: {len(jobs)} runs, {min(args.jobs, len(jobs))} at a time, {threads} "
@@ -191,6 +196,19 @@ class _Runner:
     def _say(self, text: str) -> None:
         with self.lock:
             print(text, file=sys.stderr, flush=True)
+
+
+def _plan(job: Job, no_evaluate: bool) -> str:
+    """What the sweep would do with ``job`` now, for ``--dry-run``."""
+    state = _state(job.run_dir)
+    if state.startswith("training now"):
+        return f"{state}: left alone"
+    if not state.startswith("done"):
+        todo = "resume" if state == "resumable" else "train"
+        return f"{state}: would {todo}" + ("" if no_evaluate else " and score")
+    if no_evaluate or _scored(job.run_dir):
+        return f"{state}: nothing to do"
+    return f"{state}: would score"
 
 
 def _state(run_dir: Path) -> str:
