@@ -229,6 +229,10 @@ class Trainer:
         improving where the fast one would start to overfit. With weight averages, training
         goes on from the best average (``plateau_rewind_weights``). The epoch of a cut is marked
         ``lr_cut`` in the metrics.
+
+        With a ``run_dir`` the call holds the directory's lock (:mod:`avf.run_lock`): while
+        another process trains the same directory, this raises
+        :class:`avf.run_lock.RunInUseError` instead of interleaving its epochs with that one's.
         """
         if time_limit is not None and not time_limit > 0:
             raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
