@@ -119,3 +119,10 @@ def test_a_failing_run_is_named_and_the_others_still_run(configs: list[Path], tm
     assert "no_such_procedure" in err
     assert (runs / "tiny_direct_seed0" / "metrics.jsonl").is_file()
     assert not (runs / "tiny_direct_seed0" / "eval_test.json").exists()
+
+    unreadable = runs / "broken_seed0"  # a half-written config.toml: one failure, not an abort
+    (unreadable / "config.toml").write_text("name = [")
+    assert main(["sweep", str(broken), str(configs[0]), "--runs-dir", str(runs)]) == 1
+    out, err = capsys.readouterr()
+    assert "failed: broken_seed0: " in err and "tiny_direct_seed0" in out
+    assert (runs / "tiny_direct_seed0" / "eval_test.json").is_file()

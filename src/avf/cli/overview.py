@@ -35,7 +35,7 @@ def list_runs(args: argparse.Namespace) -> int:
     if not found:
         raise FileNotFoundError(f"no run directories (with a {CONFIG_NAME}) in "
                                 f"{', '.join(map(str, paths))}")
-    rows = [_summary_or_error(run) for run in found]
+    rows = [summary_or_error(run) for run in found]
     if args.plot is not None:
         from avf import plots
 
@@ -66,7 +66,7 @@ FIELDS = ("run", "model", "inference", "epochs", "max_epochs", "state", "best_ep
           "test_macro_free_energy", "test_epoch", "test_stale")
 
 
-def _summary_or_error(run_dir: Path) -> dict[str, Any]:
+def summary_or_error(run_dir: Path) -> dict[str, Any]:
     """The run's row, or a row that says why it cannot be read: one broken directory (a
     half-copied config, a hand-edited log) must not hide the others."""
     try:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from avf.cli.overview import run_summary, table
+from avf.cli.overview import run_summary, summary_or_error, table
 from avf.runs import CONFIG_NAME
 
 DEFAULT_NAME = "{config}_seed{seed}"
@@ -80,8 +80,9 @@ def plan_jobs(configs: list[Path], seeds: list[int], runs_dir: Path,
 def sweep(args: argparse.Namespace) -> int:
     """``avf sweep``: train and score every job, ``args.jobs`` at a time; 0 if all went
     through, 1 if any failed (the others still run)."""
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    for option, value in (("--jobs", args.jobs), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be at least 1, got {value}")
     jobs = plan_jobs(list(args.configs), parse_seeds(args.seeds), args.runs_dir, args.name)
     if args.dry_run:
         for number, job in enumerate(jobs, 1):
@@ -102,7 +103,8 @@ def sweep(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     pool.shutdown()
-    rows = [run_summary(job.run_dir) for job in jobs if (job.run_dir / CONFIG_NAME).is_file()]
+    rows = [summary_or_error(job.run_dir) for job in jobs
+            if (job.run_dir / CONFIG_NAME).is_file()]
     if rows:
         sys.stdout.write(table(rows) + "\n")
     for failure in failures:
@@ -122,8 +124,13 @@ class _Runner:
 
     def run(self, number: int, job: Job) -> str | None:
         """Train the job unless it is done, then score it unless it is scored; ``None``, or
-        what went wrong."""
-        tag = f"[{number}/{self.total}] {job.run_dir.name}"
+        what went wrong (one broken run directory does not stop the others)."""
+        try:
+            return self._run(f"[{number}/{self.total}] {job.run_dir.name}", job)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"{job.run_dir.name}: {' '.join(str(err).split()) or type(err).__name__}"
+
+    def _run(self, tag: str, job: Job) -> str | None:
         state = _state(job.run_dir)
         if state.startswith("training now"):
             self._say(f"{tag}: {state}, by another process; left alone (run the sweep again "
