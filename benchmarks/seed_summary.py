@@ -10,7 +10,9 @@ seed by seed) with its standard error: a negative difference means the method is
         --out benchmarks/results/music_seed_summary.json
 
 The spec is TOML: ``reference = "<method>"`` and one ``[[set]]`` table per data set with
-``name`` and, per method, the run names in seed order (pairs are formed by position).
+``name`` and, per method, the run names in seed order (pairs are formed by position). A set of
+runs still in progress says so with ``partial = "<what is missing>"``, which the table and the
+JSON carry.
 """
 
 from __future__ import annotations
@@ -125,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         records = summarise(spec, load_rows(args.results))
     except ValueError as err:
         raise SystemExit(f"seed_summary.py: {err}") from err
+    partial = spec.get("partial")
     print(table(records, spec["reference"]))
+    if partial:
+        print(f"partial: {partial}")
     if args.out is not None:
-        payload = {"spec": str(args.spec), "reference": spec["reference"], "records": records}
+        payload = {"spec": str(args.spec), "reference": spec["reference"], "records": records,
+                   **({"partial": partial} if partial else {})}
         args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     return 0

@@ -374,11 +374,17 @@ def test_seed_summary_means_and_paired_differences(tmp_path):
                          ids=lambda p: p.stem)
 def test_committed_seed_sets_resolve_against_the_committed_results(spec, tmp_path):
     """Every run a committed seed set names has one test score in benchmarks/results, so the
-    means in BENCHMARKS.md can be rebuilt from the repository alone."""
+    means in BENCHMARKS.md can be rebuilt from the repository alone; fewer than three seeds
+    only in a set marked partial."""
     out = tmp_path / "summary.json"
-    run("seed_summary.py", str(spec), "--out", str(out))
-    records = json.loads(out.read_text())["records"]
-    assert records and all(len(r["runs"]) >= 3 for r in records)
+    table = run("seed_summary.py", str(spec), "--out", str(out))
+    summary = json.loads(out.read_text())
+    records = summary["records"]
+    assert records
+    if "partial" in summary:
+        assert f"partial: {summary['partial']}" in table
+    else:
+        assert all(len(r["runs"]) >= 3 for r in records)
 
 
 def test_smc_bounds_scores_a_trained_run(tmp_path):
