@@ -19,8 +19,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from avf.cli.overview import run_summary, summary_or_error, table
+from avf.cli.overview import FIELDS, run_summary, summary_or_error, table
 from avf.runs import CONFIG_NAME
 
 DEFAULT_NAME = "{config}_seed{seed}"
@@ -131,7 +132,7 @@ class _Runner:
             return f"{job.run_dir.name}: {' '.join(str(err).split()) or type(err).__name__}"
 
     def _run(self, tag: str, job: Job) -> str | None:
-        state = _state(job.run_dir)
+        state = _summary(job.run_dir)["state"]
         if state.startswith("training now"):
             self._say(f"{tag}: {state}, by another process; left alone (run the sweep again "
                       "once it has stopped)")
@@ -142,11 +143,12 @@ class _Runner:
             self._say(f"{tag}: {'resuming' if state == 'resumable' else 'training'}")
             if self._call(job, self._train_command(job)) != 0:
                 return f"{job.run_dir.name}: avf train failed ({_last_line(job)})"
-            state = _state(job.run_dir)
+        row = _summary(job.run_dir)
+        state = row["state"]
         if not state.startswith("done"):
             self._say(f"{tag}: {state} (stopped at --time-limit); not scored yet")
             return None
-        if self.args.no_evaluate or _scored(job.run_dir):
+        if self.args.no_evaluate or _scored(row):
             self._say(f"{tag}: {state}")
             return None
         if self._call(job, self._evaluate_command(job)) != 0:
@@ -207,24 +209,28 @@ class _Runner:
 
 def _plan(job: Job, no_evaluate: bool) -> str:
     """What the sweep would do with ``job`` now, for ``--dry-run``."""
-    state = _state(job.run_dir)
+    row = _summary(job.run_dir)
+    state = row["state"]
     if state.startswith("training now"):
         return f"{state}: left alone"
     if not state.startswith("done"):
         todo = "resume" if state == "resumable" else "train"
         return f"{state}: would {todo}" + ("" if no_evaluate else " and score")
-    if no_evaluate or _scored(job.run_dir):
+    if no_evaluate or _scored(row):
         return f"{state}: nothing to do"
     return f"{state}: would score"
 
 
-def _state(run_dir: Path) -> str:
-    return run_summary(run_dir)["state"] if (run_dir / CONFIG_NAME).is_file() else "not started"
+def _summary(run_dir: Path) -> dict[str, Any]:
+    """The run's ``avf runs`` row, read once per decision; for a directory that training has
+    not written a config to yet, a row that says so."""
+    if (run_dir / CONFIG_NAME).is_file():
+        return run_summary(run_dir)
+    return {**dict.fromkeys(FIELDS), "state": "not started"}
 
 
-def _scored(run_dir: Path) -> bool:
-    """Whether the run has a test score of its current best epoch."""
-    row = run_summary(run_dir)
+def _scored(row: dict[str, Any]) -> bool:
+    """Whether the run's row has a test score of its current best epoch."""
     return row["test_free_energy"] is not None and not row["test_stale"]
 
 
