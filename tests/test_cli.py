@@ -116,6 +116,8 @@ def test_runs_says_which_runs_are_done_resumable_or_scored(tiny, tmp_path, capsy
     capsys.readouterr()
     assert main(["runs", str(tmp_path / "runs"), "--json"]) == 0
     rows = {Path(r["run"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "done": "done", "cut_short": "resumable", "fresh": "not started"}
     assert rows["done"]["state"] == "done: all epochs" and rows["done"]["epochs"] == 2
     assert rows["done"]["test_free_energy"] == report["free_energy"]
     assert rows["done"]["test_stale"] is False
@@ -129,6 +131,8 @@ def test_runs_says_which_runs_are_done_resumable_or_scored(tiny, tmp_path, capsy
     assert main(["runs", str(tmp_path / "runs")]) == 0
     assert any(line.startswith("broken ") and "unreadable: " in line
                for line in capsys.readouterr().out.splitlines())
+    assert main(["runs", str(broken), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "unreadable"
 
     report["epoch"] = 1 if rows["done"]["best_epoch"] == 2 else 2  # scored before a new best
     (done / "eval_test.json").write_text(json.dumps(report))

@@ -76,10 +76,26 @@ def test_runs_and_sweep_leave_a_run_being_trained_alone(other_process, capsys) -
     (run_dir / "config.toml").write_text(TINY)
     assert main(["runs", str(run_dir), "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
-    assert row["state"] == f"training now (pid {pid})"
+    assert (row["status"], row["state"]) == ("training", f"training now (pid {pid})")
     assert main(["sweep", str(tiny), "--runs-dir", str(run_dir.parent), "--name", "run"]) == 0
     assert "by another process; left alone" in capsys.readouterr().err
     assert not (run_dir / "metrics.jsonl").exists()
+
+
+def test_sweep_leaves_a_run_locked_before_its_config_is_written_alone(other_process,
+                                                                      capsys) -> None:
+    """A trainer takes the lock before it writes config.toml; in between, the sweep must see a
+    run being trained, not one that nobody has started (which it would try to train)."""
+    run_dir, pid = other_process
+    assert not (run_dir / "config.toml").exists()
+    tiny = run_dir.parent / "tiny.toml"
+    tiny.write_text(TINY)
+    sweep = ["sweep", str(tiny), "--runs-dir", str(run_dir.parent), "--name", "run"]
+    assert main([*sweep, "--dry-run"]) == 0
+    assert f"training now (pid {pid}): left alone" in capsys.readouterr().out
+    assert main(sweep) == 0
+    assert "by another process; left alone" in capsys.readouterr().err
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]
 
 
 def test_a_file_system_without_locks_trains_with_a_warning(tmp_path: Path, monkeypatch) -> None:

@@ -42,7 +42,7 @@ def list_runs(args: argparse.Namespace) -> int:
         names = [run.name for run in found]  # the full path where two runs share a name
         curves = {(run.name if names.count(run.name) == 1 else str(run)):
                   read_metrics(run / METRICS) for run, row in zip(found, rows, strict=True)
-                  if (run / METRICS).is_file() and not row["state"].startswith("unreadable")}
+                  if (run / METRICS).is_file() and row["status"] != "unreadable"}
         written = plots.plot_run_comparison(curves, args.plot)
         print(f"wrote {written}", file=sys.stderr)
     if args.json:
@@ -61,7 +61,11 @@ def run_directories(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if (p / CONFIG_NAME).is_file())
 
 
-FIELDS = ("run", "model", "inference", "epochs", "max_epochs", "state", "best_epoch",
+#: ``status``, one word per row, is for programs (``avf sweep``, a user's script); ``state``
+#: says the same to a person, with the reason a run stopped or the pid that trains it.
+STATUSES = ("not started", "training", "resumable", "done", "unreadable")
+
+FIELDS = ("run", "model", "inference", "epochs", "max_epochs", "status", "state", "best_epoch",
           "best_valid", "learning_rate", "train_minutes", "test_free_energy",
           "test_macro_free_energy", "test_epoch", "test_stale")
 
@@ -74,7 +78,7 @@ def summary_or_error(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         text = " ".join(str(err).split()) or type(err).__name__
         return {**dict.fromkeys(FIELDS), "run": str(run_dir), "model": "?", "inference": "?",
-                "state": f"unreadable: {text}"}
+                "status": "unreadable", "state": f"unreadable: {text}"}
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
@@ -87,7 +91,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         **dict.fromkeys(FIELDS), "run": str(run_dir), "model": cfg.model.name,
         "inference": describe_inference(cfg),
         "epochs": last.get("epoch", 0), "max_epochs": cfg.training.epochs,
-        "state": _state(run_dir, history, cfg.training),
+        **_status_and_state(run_dir, history, cfg.training),
         # θ's rate, or φ's where θ is fixed (train_model = false)
         "learning_rate": last.get("model_lr") or last.get("inference_lr"),
         "train_minutes": round(last.get("wall_time", 0.0) / 60, 1),
@@ -109,18 +113,24 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     return row
 
 
-def _state(run_dir: Path, history: list[dict[str, Any]], config: Any) -> str:
+def _status_and_state(run_dir: Path, history: list[dict[str, Any]],
+                      config: Any) -> dict[str, str]:
     pid = training_process(run_dir)
     if pid is not None:
-        return f"training now (pid {pid or 'unknown'})"
+        return training_row(pid)
     if not history:
-        return "not started"
+        return {"status": "not started", "state": "not started"}
     reason = stop_reason_of(history, config)
     if reason is not None:
-        return f"done: {_STOPS.get(reason, reason)}"
+        return {"status": "done", "state": f"done: {_STOPS.get(reason, reason)}"}
     if history[-1]["epoch"] >= config.epochs:
-        return "done: all epochs"
-    return "resumable"
+        return {"status": "done", "state": "done: all epochs"}
+    return {"status": "resumable", "state": "resumable"}
+
+
+def training_row(pid: int) -> dict[str, str]:
+    """``status`` and ``state`` of a run that a process is training now (its lock is held)."""
+    return {"status": "training", "state": f"training now (pid {pid or 'unknown'})"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:

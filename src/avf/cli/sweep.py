@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avf.cli.overview import FIELDS, run_summary, summary_or_error, table
+from avf.cli.overview import FIELDS, run_summary, summary_or_error, table, training_row
+from avf.run_lock import training_process
 from avf.runs import CONFIG_NAME
 
 DEFAULT_NAME = "{config}_seed{seed}"
@@ -132,20 +133,20 @@ class _Runner:
             return f"{job.run_dir.name}: {' '.join(str(err).split()) or type(err).__name__}"
 
     def _run(self, tag: str, job: Job) -> str | None:
-        state = _summary(job.run_dir)["state"]
-        if state.startswith("training now"):
-            self._say(f"{tag}: {state}, by another process; left alone (run the sweep again "
-                      "once it has stopped)")
+        row = _summary(job.run_dir)
+        if row["status"] == "training":
+            self._say(f"{tag}: {row['state']}, by another process; left alone (run the sweep "
+                      "again once it has stopped)")
             return None
-        if state.startswith("done"):
-            self._say(f"{tag}: {state}, not trained again")
+        if row["status"] == "done":
+            self._say(f"{tag}: {row['state']}, not trained again")
         else:
-            self._say(f"{tag}: {'resuming' if state == 'resumable' else 'training'}")
+            self._say(f"{tag}: {'resuming' if row['status'] == 'resumable' else 'training'}")
             if self._call(job, self._train_command(job)) != 0:
                 return f"{job.run_dir.name}: avf train failed ({_last_line(job)})"
         row = _summary(job.run_dir)
         state = row["state"]
-        if not state.startswith("done"):
+        if row["status"] != "done":
             self._say(f"{tag}: {state} (stopped at --time-limit); not scored yet")
             return None
         if self.args.no_evaluate or _scored(row):
@@ -211,10 +212,10 @@ def _plan(job: Job, no_evaluate: bool) -> str:
     """What the sweep would do with ``job`` now, for ``--dry-run``."""
     row = _summary(job.run_dir)
     state = row["state"]
-    if state.startswith("training now"):
+    if row["status"] == "training":
         return f"{state}: left alone"
-    if not state.startswith("done"):
-        todo = "resume" if state == "resumable" else "train"
+    if row["status"] != "done":
+        todo = "resume" if row["status"] == "resumable" else "train"
         return f"{state}: would {todo}" + ("" if no_evaluate else " and score")
     if no_evaluate or _scored(row):
         return f"{state}: nothing to do"
@@ -222,11 +223,15 @@ def _plan(job: Job, no_evaluate: bool) -> str:
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
-    """The run's ``avf runs`` row, read once per decision; for a directory that training has
-    not written a config to yet, a row that says so."""
+    """The run's ``avf runs`` row, read once per decision; for a directory without a config,
+    a row that says whether a trainer has just locked it (and is about to write one) or nobody
+    has started it."""
     if (run_dir / CONFIG_NAME).is_file():
         return run_summary(run_dir)
-    return {**dict.fromkeys(FIELDS), "state": "not started"}
+    pid = training_process(run_dir)
+    if pid is not None:
+        return {**dict.fromkeys(FIELDS), **training_row(pid)}
+    return {**dict.fromkeys(FIELDS), "status": "not started", "state": "not started"}
 
 
 def _scored(row: dict[str, Any]) -> bool:
