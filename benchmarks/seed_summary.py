@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 from avf.config import tomllib  # tomli before Python 3.11
+from avf.seeds import paired_difference, spread
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AVERAGES = {"micro": "test_free_energy", "macro": "test_macro_free_energy"}
@@ -78,22 +77,16 @@ def summarise(spec: dict[str, Any], rows: dict[str, list[tuple[str, dict[str, An
             for average, key in AVERAGES.items():
                 scores = [float(chosen[r][key]) for r in runs]
                 ref = [float(chosen[r][key]) for r in methods[reference]]
-                record[average] = {"scores": scores, **_spread(scores)}
+                record[average] = {"scores": scores, **spread(scores)}
                 if method != reference:
                     pairs = min(len(scores), len(ref))
-                    diffs = [a - b for a, b in zip(scores[:pairs], ref[:pairs], strict=True)]
-                    record[average]["paired_difference"] = _spread(diffs)
-                    record[average]["pairs_better"] = sum(d < 0 for d in diffs)
-                    record[average]["pairs"] = pairs
+                    paired = paired_difference(scores[:pairs], ref[:pairs])
+                    better = paired.pop("better")
+                    del paired["pairs"]
+                    record[average].update(paired_difference=paired, pairs_better=better,
+                                           pairs=pairs)
             out.append(record)
     return out
-
-
-def _spread(values: list[float]) -> dict[str, float | int | None]:
-    n = len(values)
-    sd = statistics.stdev(values) if n > 1 else None
-    return {"n": n, "mean": statistics.fmean(values), "sd": sd,
-            "se": None if sd is None else sd / math.sqrt(n)}
 
 
 def table(records: list[dict[str, Any]], reference: str) -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from avf.cli import main
-from avf.cli.sweep import parse_seeds, plan_jobs
+from avf.cli.sweep import Job, parse_seeds, plan_jobs, seed_table
 from avf.config import load_config
 from avf.plots import read_metrics
+from avf.seeds import paired_difference, spread
 
 TINY = """
 [model]
@@ -94,6 +95,7 @@ def test_sweep_trains_scores_and_resumes_only_what_is_unfinished(
         report = json.loads((runs / name / "eval_test.json").read_text())
         assert f"test free energy {report['free_energy']:.4f}" in err
         assert name in out and "done: all epochs" in out
+    assert "over seeds (the paired differences are from tiny_iterative, seed by seed)" in out
     seeds = {name: load_config(runs / name / "config.toml").seed for name in names}
     assert seeds == {"tiny_iterative_seed0": 0, "tiny_iterative_seed1": 1}
 
@@ -126,3 +128,30 @@ def test_a_failing_run_is_named_and_the_others_still_run(configs: list[Path], tm
     out, err = capsys.readouterr()
     assert "failed: broken_seed0: " in err and "tiny_direct_seed0" in out
     assert (runs / "tiny_direct_seed0" / "eval_test.json").is_file()
+
+
+def test_the_seed_table_averages_scored_seeds_and_pairs_them_by_seed(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "base.toml", tmp_path / "b" / "avf.toml"
+    jobs = [Job(config, seed, tmp_path / f"{config.stem}{seed}")
+            for seed in (0, 1, 2) for config in (first, second)]
+
+    def row(micro: float, macro: float, stale: bool = False) -> dict:
+        return {"test_free_energy": micro, "test_macro_free_energy": macro, "test_stale": stale}
+
+    rows = {tmp_path / "base0": row(6.0, 5.0), tmp_path / "base1": row(6.2, 5.2),
+            tmp_path / "base2": row(6.1, 5.1),
+            tmp_path / "avf0": row(5.9, 5.1), tmp_path / "avf1": row(6.0, 5.0),
+            tmp_path / "avf2": row(1.0, 1.0, stale=True)}  # a stale score is not counted
+    lines = seed_table(jobs, rows).splitlines()
+    cells = [line.split("  ") for line in lines]
+    cells = [[c.strip() for c in line if c.strip()] for line in cells]
+    assert cells[1] == ["base", "3", "6.1000 ± 0.1000", "5.1000 ± 0.1000", "–", "–", "–"]
+    # seeds 0 and 1 pair up: micro −0.1 and −0.2, macro +0.1 and −0.2
+    assert cells[2] == ["avf", "2", "5.9500 ± 0.0707", "5.0500 ± 0.0707", "-0.1500 ± 0.0500",
+                        "-0.0500 ± 0.1500", "2 / 1 of 2"]
+    one_each = {d: r for d, r in rows.items() if d.name.endswith("0")}
+    assert seed_table(jobs, one_each) is None  # nothing to average yet
+    with pytest.raises(ValueError, match="pairs need one of each"):
+        paired_difference([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="no values"):
+        spread([])

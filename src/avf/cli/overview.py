@@ -150,6 +150,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         minutes = "–" if r["train_minutes"] is None else f"{r['train_minutes']:.1f} min"
         body.append([Path(r["run"]).name, r["model"], r["inference"], epochs, r["state"], best,
                      lr, minutes, test])
+    return aligned(head, body)
+
+
+def aligned(head: list[str], body: list[list[str]]) -> str:
+    """A header and rows of cells as plain text, each column as wide as its widest cell."""
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in [head, *body])

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avf.cli.overview import FIELDS, run_summary, summary_or_error, table, training_row
+from avf.cli.overview import FIELDS, aligned, run_summary, summary_or_error, table, training_row
 from avf.run_lock import training_process
 from avf.runs import CONFIG_NAME
+from avf.seeds import paired_difference, spread
 
 DEFAULT_NAME = "{config}_seed{seed}"
 LOG_NAME = "sweep.log"
@@ -105,10 +106,14 @@ def sweep(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     pool.shutdown()
-    rows = [summary_or_error(job.run_dir) for job in jobs
-            if (job.run_dir / CONFIG_NAME).is_file()]
+    rows = {job.run_dir: summary_or_error(job.run_dir) for job in jobs
+            if (job.run_dir / CONFIG_NAME).is_file()}
     if rows:
-        sys.stdout.write(table(rows) + "\n")
+        sys.stdout.write(table(list(rows.values())) + "\n")
+        summary = seed_table(jobs, rows)
+        if summary is not None:
+            sys.stdout.write(f"\nover seeds (the paired differences are from "
+                             f"{_labels(jobs)[jobs[0].config]}, seed by seed):\n{summary}\n")
     for failure in failures:
         print(f"avf sweep: failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -220,6 +225,61 @@ def _plan(job: Job, no_evaluate: bool) -> str:
     if no_evaluate or _scored(row):
         return f"{state}: nothing to do"
     return f"{state}: would score"
+
+
+def seed_table(jobs: list[Job], rows: dict[Path, dict[str, Any]]) -> str | None:
+    """Per config, the mean ± sd over its scored seeds of the test free energy (micro and macro
+    average), and for every config after the first the difference from the first seed by seed
+    (on the seeds both have scored) with its standard error and how many seeds it wins;
+    ``None`` until some config has two seeds scored, before which there is nothing to average."""
+    labels = _labels(jobs)
+    scores: dict[Path, dict[int, dict[str, Any]]] = {config: {} for config in labels}
+    for job in jobs:
+        row = rows.get(job.run_dir)
+        if row is not None and _scored(row):
+            scores[job.config][job.seed] = row
+    if max(len(by_seed) for by_seed in scores.values()) < 2:
+        return None
+    reference = scores[jobs[0].config]
+    head = ["config", "seeds scored", "test F micro", "macro",
+            "micro − first (± se)", "macro − first (± se)", "better in"]
+    body = []
+    for config, by_seed in scores.items():
+        line = [labels[config], str(len(by_seed))]
+        for key in ("test_free_energy", "test_macro_free_energy"):
+            line.append(_mean_sd([row[key] for row in by_seed.values()]))
+        shared = [seed for seed in by_seed if seed in reference]
+        if config == jobs[0].config or not shared:
+            line += ["–", "–", "–"]
+        else:
+            wins = []
+            for key in ("test_free_energy", "test_macro_free_energy"):
+                paired = paired_difference([by_seed[s][key] for s in shared],
+                                           [reference[s][key] for s in shared])
+                line.append(_mean_sd(paired, "mean", "se", sign=True))
+                wins.append(paired["better"])
+            line.append(f"{wins[0]} / {wins[1]} of {len(shared)}")
+        body.append(line)
+    return aligned(head, body)
+
+
+def _mean_sd(values: list[float] | dict[str, Any], centre: str = "mean", error: str = "sd",
+             sign: bool = False) -> str:
+    """``mean ± sd`` of values (or of a spread already taken), ``–`` where there are none."""
+    if isinstance(values, list):
+        if not values:
+            return "–"
+        values = spread(values)
+    text = f"{values[centre]:+.4f}" if sign else f"{values[centre]:.4f}"
+    return text if values[error] is None else f"{text} ± {values[error]:.4f}"
+
+
+def _labels(jobs: list[Job]) -> dict[Path, str]:
+    """Each config's name in the tables: its file's stem, or its path where stems clash."""
+    configs = list(dict.fromkeys(job.config for job in jobs))
+    stems = [config.stem for config in configs]
+    return {config: config.stem if stems.count(config.stem) == 1 else str(config)
+            for config in configs}
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
