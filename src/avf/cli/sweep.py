@@ -242,7 +242,7 @@ def seed_table(jobs: list[Job], rows: dict[Path, dict[str, Any]]) -> str | None:
         return None
     reference = scores[jobs[0].config]
     head = ["config", "seeds scored", "test F micro", "macro",
-            "micro − first (± se)", "macro − first (± se)", "better in"]
+            "micro − first (± se)", "macro − first (± se)", "seeds better (micro / macro)"]
     body = []
     for config, by_seed in scores.items():
         line = [labels[config], str(len(by_seed))]
