@@ -4,12 +4,13 @@ directories alone, so that the same command can be run again."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from avf.cli import main
-from avf.cli.sweep import Job, parse_seeds, plan_jobs, seed_table
+from avf.cli.sweep import Job, parse_seeds, plan_jobs, progress, seed_table
 from avf.config import load_config
 from avf.plots import read_metrics
 from avf.seeds import paired_difference, spread
@@ -114,9 +115,11 @@ def test_a_failing_run_is_named_and_the_others_still_run(configs: list[Path], tm
     broken.write_text(TINY.format(inference="no_such_procedure"))
     runs = tmp_path / "runs"
     status = main(["sweep", str(broken), str(configs[0]), "--runs-dir", str(runs),
-                   "--no-evaluate"])
+                   "--no-evaluate", "--progress-every", "0.001"])
     assert status == 1
     err = capsys.readouterr().err
+    # reports every 0.06 s: a run in training (which takes longer to start) is reported
+    assert re.search(r"tiny_direct_seed0: (first epoch under way|epoch [12]/2)", err)
     assert "failed: broken_seed0: avf train failed (avf: error:" in err
     assert "no_such_procedure" in err
     assert (runs / "tiny_direct_seed0" / "metrics.jsonl").is_file()
@@ -155,3 +158,21 @@ def test_the_seed_table_averages_scored_seeds_and_pairs_them_by_seed(tmp_path: P
         paired_difference([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="no values"):
         spread([])
+
+
+def test_progress_says_how_far_a_run_has_got(configs: list[Path], tmp_path: Path,
+                                             capsys) -> None:
+    run_dir = tmp_path / "runs" / "tiny_iterative_seed0"
+    assert progress(run_dir) == "first epoch under way"
+    assert main(["sweep", str(configs[1]), "--runs-dir", str(tmp_path / "runs"),
+                 "--no-evaluate", "--progress-every", "0"]) == 0
+    capsys.readouterr()
+    assert main(["runs", str(run_dir), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert progress(run_dir) == (
+        f"epoch 2/2, best validation {row['best_valid']:.4f} (epoch {row['best_epoch']}), "
+        f"lr 1.0e-02, {row['train_minutes']:.1f} min")
+    (run_dir / "config.toml").write_text("name = [")
+    assert progress(run_dir) == "not readable at the moment"
+    assert main(["sweep", str(configs[1]), "--progress-every", "-1"]) == 2
+    assert "--progress-every must be 0 or more minutes" in capsys.readouterr().err

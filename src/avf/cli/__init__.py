@@ -166,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="sequences scored together by `avf evaluate` (default: the run's "
                    "training batch size)")
     p.add_argument("--no-evaluate", action="store_true", help="train only, do not score")
+    p.add_argument("--progress-every", type=float, default=10.0, metavar="MINUTES",
+                   help="every this many minutes, one line per run in training: its epoch, "
+                   "best validation and learning rate (0: never; default %(default)g)")
     p.add_argument("--dry-run", action="store_true", help="list the runs, where each stands "
                    "and what the sweep would do with it; run nothing")
     _data_dir_option(p)

@@ -86,6 +86,8 @@ def sweep(args: argparse.Namespace) -> int:
     for option, value in (("--jobs", args.jobs), ("--threads", args.threads)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be at least 1, got {value}")
+    if not args.progress_every >= 0:  # also refuses nan
+        raise ValueError(f"--progress-every must be 0 or more minutes, got {args.progress_every}")
     jobs = plan_jobs(list(args.configs), parse_seeds(args.seeds), args.runs_dir, args.name)
     if args.dry_run:
         for number, job in enumerate(jobs, 1):
@@ -94,17 +96,23 @@ def sweep(args: argparse.Namespace) -> int:
         return 0
     threads = args.threads or max(1, (os.cpu_count() or 1) // min(args.jobs, len(jobs)))
     runner = _Runner(args, threads, len(jobs))
-    print(f"sweep: {len(jobs)} runs, {min(args.jobs, len(jobs))} at a time, {threads} "
-          f"thread(s) each", file=sys.stderr)
+    print(f"sweep: {len(jobs)} run{'s' * (len(jobs) > 1)}, {min(args.jobs, len(jobs))} at a "
+          f"time, {threads} thread{'s' * (threads > 1)} each", file=sys.stderr)
     pool = ThreadPoolExecutor(max_workers=args.jobs)
+    finished = threading.Event()
+    if args.progress_every > 0:
+        threading.Thread(target=runner.report_progress, args=(args.progress_every * 60, finished),
+                         daemon=True).start()
     try:
         failures = [f for f in pool.map(runner.run, range(1, len(jobs) + 1), jobs) if f]
     except KeyboardInterrupt:
+        finished.set()
         runner.stop_all()  # before the pool is shut down, which waits for the running jobs
         pool.shutdown(wait=True, cancel_futures=True)
         print("avf sweep: interrupted; the same command resumes every unfinished run",
               file=sys.stderr)
         return 130
+    finished.set()
     pool.shutdown()
     rows = {job.run_dir: summary_or_error(job.run_dir) for job in jobs
             if (job.run_dir / CONFIG_NAME).is_file()}
@@ -127,6 +135,7 @@ class _Runner:
         self.env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self.lock = threading.Lock()
         self.running: set[subprocess.Popen] = set()
+        self.training: dict[Path, str] = {}  # run directory -> its tag, while `avf train` runs
         self.stopping = False
 
     def run(self, number: int, job: Job) -> str | None:
@@ -147,7 +156,14 @@ class _Runner:
             self._say(f"{tag}: {row['state']}, not trained again")
         else:
             self._say(f"{tag}: {'resuming' if row['status'] == 'resumable' else 'training'}")
-            if self._call(job, self._train_command(job)) != 0:
+            with self.lock:
+                self.training[job.run_dir] = tag
+            try:
+                trained = self._call(job, self._train_command(job))
+            finally:
+                with self.lock:
+                    del self.training[job.run_dir]
+            if trained != 0:
                 return f"{job.run_dir.name}: avf train failed ({_last_line(job)})"
         row = _summary(job.run_dir)
         state = row["state"]
@@ -199,6 +215,15 @@ class _Runner:
                 with self.lock:
                     self.running.discard(process)
 
+    def report_progress(self, seconds: float, finished: threading.Event) -> None:
+        """Every ``seconds`` until ``finished``, say how far each run in training has got: an
+        hour-long run is otherwise silent from its start to its end."""
+        while not finished.wait(seconds):
+            with self.lock:
+                training = sorted(self.training.items(), key=lambda item: item[1])
+            for run_dir, tag in training:
+                self._say(f"{tag}: {progress(run_dir)}")
+
     def stop_all(self) -> None:
         """Interrupt every running process (each ``avf train`` keeps its last checkpoint)."""
         with self.lock:
@@ -225,6 +250,23 @@ def _plan(job: Job, no_evaluate: bool) -> str:
     if no_evaluate or _scored(row):
         return f"{state}: nothing to do"
     return f"{state}: would score"
+
+
+def progress(run_dir: Path) -> str:
+    """How far a run in training has got, from its run directory: epoch, best validation
+    and learning rate."""
+    try:
+        row = _summary(run_dir)
+    except (OSError, ValueError, KeyError, TypeError):  # a config or log half written
+        return "not readable at the moment"
+    if not row.get("epochs"):
+        return "first epoch under way"
+    text = f"epoch {row['epochs']}/{row['max_epochs']}"
+    if row["best_valid"] is not None:
+        text += f", best validation {row['best_valid']:.4f} (epoch {row['best_epoch']})"
+    if row["learning_rate"] is not None:
+        text += f", lr {row['learning_rate']:.1e}"
+    return f"{text}, {row['train_minutes']:.1f} min"
 
 
 def seed_table(jobs: list[Job], rows: dict[Path, dict[str, Any]]) -> str | None:
