@@ -63,3 +63,50 @@ def test_the_use_a_run_example_opens_a_trained_run(tmp_path, monkeypatch, capsys
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("own_model, epoch 1: ") and len(lines) == 5
     assert lines[-1].endswith("x (1, 10, 5, 3)")
+
+
+def _command_line_block() -> list[str]:
+    """The README's command-line synopsis, one string per command (continuation lines joined,
+    comments dropped)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Command line", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands: list[str] = []
+    for line in block.splitlines():
+        text = line.split("  #", 1)[0].rstrip()
+        if text.startswith("avf "):
+            commands.append(text)
+        elif text.strip():
+            commands[-1] += " " + text.strip()
+    return commands
+
+
+def _help_of(command: str, capsys) -> str:
+    """Every help text of an ``avf`` command: its parser's, and its actions' (``avf data``)."""
+    from avf.cli import _parser
+    from avf.demo import main as demo_main
+
+    if command == "demo":  # the demo parses its own options
+        with pytest.raises(SystemExit):
+            demo_main(["--help"])
+        return capsys.readouterr().out
+    sub = next(a for a in _parser()._actions if a.dest == "command").choices[command]
+    actions = [a for a in sub._actions if a.dest == "data_command"]
+    return sub.format_help() + "".join(p.format_help() for a in actions
+                                       for p in a.choices.values())
+
+
+def test_the_command_line_synopsis_names_every_command_and_only_real_options(capsys) -> None:
+    from avf.cli import _parser
+
+    commands = _command_line_block()
+    named = {c.split()[1] for c in commands if not c.split()[1].startswith("-")}
+    every = set(next(a for a in _parser()._actions if a.dest == "command").choices)
+    assert named == every, f"commands missing from the README: {every - named}"
+    for command in commands:
+        name = command.split()[1]
+        if name.startswith("-"):
+            continue
+        known = _help_of(name, capsys)
+        for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", command):
+            assert re.search(rf"(?<![\w-]){option}\b", known), \
+                f"README: `avf {name}` has no option {option}"
