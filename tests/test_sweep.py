@@ -161,12 +161,14 @@ def test_the_seed_table_averages_scored_seeds_and_pairs_them_by_seed(tmp_path: P
 
 
 def test_progress_says_how_far_a_run_has_got(configs: list[Path], tmp_path: Path,
-                                             capsys) -> None:
+                                             capsys, monkeypatch) -> None:
     run_dir = tmp_path / "runs" / "tiny_iterative_seed0"
     assert progress(run_dir) == "first epoch under way"
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert main(["sweep", str(configs[1]), "--runs-dir", str(tmp_path / "runs"),
-                 "--no-evaluate", "--progress-every", "0"]) == 0
-    capsys.readouterr()
+                 "--no-evaluate", "--progress-every", "0", "--threads", "2"]) == 0
+    assert "note: 2 threads on 1 core; the runs will slow each other down" in \
+        capsys.readouterr().err
     assert main(["runs", str(run_dir), "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert progress(run_dir) == (

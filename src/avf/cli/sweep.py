@@ -96,8 +96,14 @@ def sweep(args: argparse.Namespace) -> int:
         return 0
     threads = args.threads or max(1, (os.cpu_count() or 1) // min(args.jobs, len(jobs)))
     runner = _Runner(args, threads, len(jobs))
-    print(f"sweep: {len(jobs)} run{'s' * (len(jobs) > 1)}, {min(args.jobs, len(jobs))} at a "
-          f"time, {threads} thread{'s' * (threads > 1)} each", file=sys.stderr)
+    at_once = min(args.jobs, len(jobs))
+    print(f"sweep: {len(jobs)} run{'s' * (len(jobs) > 1)}, {at_once} at a time, {threads} "
+          f"thread{'s' * (threads > 1)} each", file=sys.stderr)
+    cores = os.cpu_count() or 1
+    if at_once * threads > cores:
+        print(f"avf sweep: note: {at_once * threads} threads on {cores} "
+              f"core{'s' * (cores > 1)}; the runs will slow each other down (fewer --jobs or "
+              "--threads avoid it)", file=sys.stderr)
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     finished = threading.Event()
     if args.progress_every > 0:
