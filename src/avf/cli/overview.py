@@ -61,10 +61,9 @@ def run_directories(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if (p / CONFIG_NAME).is_file())
 
 
-#: ``status``, one word per row, is for programs (``avf sweep``, a user's script); ``state``
-#: says the same to a person, with the reason a run stopped or the pid that trains it.
-STATUSES = ("not started", "training", "resumable", "done", "unreadable")
-
+# ``status`` is for programs (``avf sweep``, a user's script): one of "not started",
+# "training", "resumable", "done", "unreadable". ``state`` says the same to a person, with the
+# reason a run stopped or the pid that trains it.
 FIELDS = ("run", "model", "inference", "epochs", "max_epochs", "status", "state", "best_epoch",
           "best_valid", "learning_rate", "train_minutes", "test_free_energy",
           "test_macro_free_energy", "test_epoch", "test_stale")

@@ -94,12 +94,11 @@ def sweep(args: argparse.Namespace) -> int:
             print(f"[{number}/{len(jobs)}] {job.run_dir}: seed {job.seed} of {job.config}; "
                   f"{_plan(job, args.no_evaluate)}")
         return 0
-    threads = args.threads or max(1, (os.cpu_count() or 1) // min(args.jobs, len(jobs)))
+    cores, at_once = os.cpu_count() or 1, min(args.jobs, len(jobs))
+    threads = args.threads or max(1, cores // at_once)
     runner = _Runner(args, threads, len(jobs))
-    at_once = min(args.jobs, len(jobs))
     print(f"sweep: {len(jobs)} run{'s' * (len(jobs) > 1)}, {at_once} at a time, {threads} "
           f"thread{'s' * (threads > 1)} each", file=sys.stderr)
-    cores = os.cpu_count() or 1
     if at_once * threads > cores:
         print(f"avf sweep: note: {at_once * threads} threads on {cores} "
               f"core{'s' * (cores > 1)}; the runs will slow each other down (fewer --jobs or "
@@ -295,7 +294,9 @@ def seed_table(jobs: list[Job], rows: dict[Path, dict[str, Any]]) -> str | None:
     for config, by_seed in scores.items():
         line = [labels[config], str(len(by_seed))]
         for key in ("test_free_energy", "test_macro_free_energy"):
-            line.append(_mean_sd([row[key] for row in by_seed.values()]))
+            values = [row[key] for row in by_seed.values()]
+            summary = spread(values) if values else None
+            line.append("–" if summary is None else _plus_minus(summary["mean"], summary["sd"]))
         shared = [seed for seed in by_seed if seed in reference]
         if config == jobs[0].config or not shared:
             line += ["–", "–", "–"]
@@ -304,22 +305,17 @@ def seed_table(jobs: list[Job], rows: dict[Path, dict[str, Any]]) -> str | None:
             for key in ("test_free_energy", "test_macro_free_energy"):
                 paired = paired_difference([by_seed[s][key] for s in shared],
                                            [reference[s][key] for s in shared])
-                line.append(_mean_sd(paired, "mean", "se", sign=True))
+                line.append(_plus_minus(paired["mean"], paired["se"], signed=True))
                 wins.append(paired["better"])
             line.append(f"{wins[0]} / {wins[1]} of {len(shared)}")
         body.append(line)
     return aligned(head, body)
 
 
-def _mean_sd(values: list[float] | dict[str, Any], centre: str = "mean", error: str = "sd",
-             sign: bool = False) -> str:
-    """``mean ± sd`` of values (or of a spread already taken), ``–`` where there are none."""
-    if isinstance(values, list):
-        if not values:
-            return "–"
-        values = spread(values)
-    text = f"{values[centre]:+.4f}" if sign else f"{values[centre]:.4f}"
-    return text if values[error] is None else f"{text} ± {values[error]:.4f}"
+def _plus_minus(value: float, error: float | None, signed: bool = False) -> str:
+    """``value ± error``, just the value where there is no error (one seed)."""
+    text = f"{value:+.4f}" if signed else f"{value:.4f}"
+    return text if error is None else f"{text} ± {error:.4f}"
 
 
 def _labels(jobs: list[Job]) -> dict[Path, str]:
