@@ -7,7 +7,8 @@ rebuilt from it; ``avf evaluate`` and ``avf plot`` use the same functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from avf.training import BEST, CHECKPOINT, load_weights
 CONFIG_NAME = "config.toml"
 CHECKPOINTS = ("best", "last")
 WEIGHTS = ("average", "trained")
+CROSS_DATASET_SOURCES = ("music", "video")  # sources whose runs can be scored on another set
 
 
 @dataclass
@@ -40,12 +42,19 @@ class Run:
     epoch: int
     weights: str
 
-    def data(self, split: str = "test", data_dir: str | Path | None = None) -> Sequences:
+    def data(self, split: str = "test", data_dir: str | Path | None = None,
+             dataset: str | None = None) -> Sequences:
         """The run's ``train``, ``valid`` or ``test`` split, as ``avf evaluate`` scores it
-        (real data from ``data_dir``, else ``$AVF_DATA_DIR``, else the default folder)."""
+        (real data from ``data_dir``, else ``$AVF_DATA_DIR``, else the default folder).
+
+        ``dataset`` names another data set of the run's source to take the split from
+        instead (:func:`with_dataset`): a model trained on JSB scored on Nottingham, or on
+        your own songs from ``avf data midi``.
+        """
         if split not in SPLITS:
             raise ValueError(f"split must be {', '.join(SPLITS)}, got {split!r}")
-        return split_data(self.config, split, data_dir)
+        cfg = self.config if dataset is None else with_dataset(self.config, dataset)
+        return split_data(cfg, split, data_dir)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", weights: str = "average",
@@ -122,6 +131,35 @@ def split_data(cfg: ExperimentConfig, split: str, data_dir: str | Path | None) -
     if data is None:
         raise ValueError(f"the {split} split is empty (data.{split}_sequences = 0)")
     return data
+
+
+def with_dataset(cfg: ExperimentConfig, dataset: str) -> ExperimentConfig:
+    """``cfg`` with its data read from ``dataset`` instead: to score a trained model on other
+    data of the same kind, prepared the way its own were (same crops, windows and seed).
+
+    Music and video only. Speech is standardised with its training set's mean and standard
+    deviation, and its bin width comes from them, so another set would be scaled unlike the
+    data the model learnt on; synthetic data have no data set to name.
+    """
+    source = cfg.data.source
+    if source not in CROSS_DATASET_SOURCES:
+        why = ("its waveforms are standardised with their own training set's statistics, so "
+               "another set would not be scaled as the model's data were"
+               if source == "speech" else "it names no data set")
+        raise ValueError(f"scoring on another data set works for music and video runs, not "
+                         f"for source = '{source}': {why}")
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise ValueError(f"the data set to score on must be a name or a path, got {dataset!r}")
+    data = replace(cfg.data, dataset=dataset)
+    data.check()
+    return replace(cfg, data=data)
+
+
+def dataset_label(dataset: str) -> str:
+    """A file-name-safe label for a data set given by name or path (``my_songs.json`` →
+    ``my_songs``), for ``eval_<split>_on_<label>.json``."""
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(dataset).stem).strip("-.")
+    return label or "data"
 
 
 def restore(cfg: ExperimentConfig, run_dir: str | Path, checkpoint: str,

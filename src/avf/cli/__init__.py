@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="also estimate -log p(x) per step with a particle filter of N "
                    "particles that proposes from the run's inference (0: off; cost grows "
                    "as batch size x N)")
+    p.add_argument("--dataset", metavar="NAME_OR_PATH",
+                   help="score on another data set of the run's kind instead of its own "
+                   "(music: jsb, nottingham, musedata, piano or a file, such as one from "
+                   "`avf data midi`; video: smmnist or kth); written to "
+                   "eval_<split>_on_<name>.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     _data_dir_option(p)
 

@@ -17,16 +17,20 @@ from avf.atomic import atomic_write
 from avf.data import Sequences
 from avf.evaluation import Score, evaluate, particle_score
 from avf.runs import (
+    dataset_label,
     resolve_device,
     restore,
     run_config,
     split_data,
     weights_used,
+    with_dataset,
 )
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
-    """``avf evaluate``: print each run's score and write it to ``eval_<split>.json``.
+    """``avf evaluate``: print each run's score and write it to ``eval_<split>.json``
+    (``eval_<split>_on_<data set>.json`` with ``--dataset``, so that the score on the run's own
+    data, which ``avf runs`` and the benchmark tables read, stays as it was).
 
     Several run directories are scored one after the other (the seeds of an experiment, say);
     the first that fails stops the command, with the reports of those before it written.
@@ -47,7 +51,9 @@ def _evaluate_one(run_dir: Path, args: argparse.Namespace) -> None:
     batch_size = cfg.training.batch_size if args.batch_size is None else args.batch_size
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    data = split_data(cfg, args.split, args.data_dir)
+    other = args.dataset is not None and args.dataset != cfg.data.dataset
+    scored = with_dataset(cfg, args.dataset) if other else cfg
+    data = split_data(scored, args.split, args.data_dir)
     model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint, args.weights)
     model, inference = model.to(device), inference.to(device)
     torch.manual_seed(cfg.seed)
@@ -55,6 +61,7 @@ def _evaluate_one(run_dir: Path, args: argparse.Namespace) -> None:
                      n_samples=args.samples)
     report: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": path.name,
                               "epoch": int(ckpt["epoch"]), "split": args.split,
+                              "dataset": scored.data.dataset,
                               "weights": weights_used(ckpt, args.weights),
                               "samples": args.samples, **score.as_dict()}
     report.update(exact_answers(model, data))
@@ -70,7 +77,8 @@ def _evaluate_one(run_dir: Path, args: argparse.Namespace) -> None:
                              discretized=binned)
         report["smc"] = {"discretized": binned, **smc.as_dict()}
     print(format_report(report, score))
-    out = run_dir / f"eval_{args.split}.json"
+    suffix = f"_on_{dataset_label(args.dataset)}" if other else ""
+    out = run_dir / f"eval_{args.split}{suffix}.json"
     text = (json.dumps(report, indent=2) + "\n").encode("utf-8")
     atomic_write(out, lambda f: f.write(text))  # `avf runs` never reads half a report
     print(f"wrote {out}")
@@ -102,7 +110,8 @@ def format_report(report: dict[str, Any], score: Score) -> str:
     lines = [
         f"{report['run_dir']}: {report['checkpoint']} (epoch {report['epoch']}"
         f"{', weight average' if report.get('weights') == 'average' else ''}), "
-        f"{report['split']} split: {score.sequences} sequences, {score.steps} steps",
+        f"{report['split']} split{_of(report.get('dataset'))}: {score.sequences} sequences, "
+        f"{score.steps} steps",
         f"free energy: {score.free_energy:.4f} nats/step (micro), "
         f"{score.macro_free_energy:.4f} (macro)",
         f"  reconstruction {score.recon:.4f}, KL {score.kl:.4f}",
@@ -127,3 +136,8 @@ def format_report(report: dict[str, Any], score: Score) -> str:
                      f"proposal): {kind}-log p(x)/T estimate {smc['nll']:.4f} nats/step "
                      f"(micro), {smc['macro_nll']:.4f} (macro); an upper bound in expectation")
     return "\n".join(lines)
+
+
+def _of(dataset: str | None) -> str:
+    """" of <data set>" for the report's first line (nothing for synthetic data)."""
+    return "" if dataset is None else f" of {dataset}"
