@@ -164,6 +164,35 @@ def test_video_train_evaluate_plot(mnist_dir: Path, tmp_path: Path, capsys) -> N
     capsys.readouterr()
 
 
+def test_a_video_run_scores_on_kth_and_a_speech_run_is_refused(mnist_dir: Path, wav_dir: Path,
+                                                              tmp_path: Path, capsys) -> None:
+    """``avf evaluate --dataset``: SMMNIST's model on KTH clips of its length, kept apart from
+    its own score; speech is refused, since its scaling comes from its own training set."""
+    from test_video import PERSONS, write_video
+
+    kth = mnist_dir / "kth"
+    kth.mkdir()
+    for person in PERSONS:  # 1 trains, 15 validates, 17 tests
+        write_video(kth / f"person{person:02d}_boxing_d1_uncomp.avi", person)
+    path = tmp_path / "v.toml"
+    path.write_text(VIDEO.format(inference="baseline"))
+    run = tmp_path / "run"
+    common = ["--data-dir", str(mnist_dir)]
+    assert main(["train", str(path), "--run-dir", str(run), *common]) == 0
+    assert main(["evaluate", str(run), "--dataset", "kth", *common]) == 0
+    report = json.loads((run / "eval_test_on_kth.json").read_text())
+    assert report["dataset"] == "kth" and report["sequences"] >= 1
+    assert report["steps"] == 3 * report["sequences"]  # clips as long as the run's videos
+    assert not (run / "eval_test.json").exists()
+
+    speech = tmp_path / "s.toml"
+    speech.write_text(SPEECH.format(inference="baseline", dataset=wav_dir))
+    assert main(["train", str(speech), "--run-dir", str(tmp_path / "sp")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "sp"), "--dataset", "fsdd"]) == 2
+    assert "not for source = 'speech'" in capsys.readouterr().err
+
+
 def test_video_epochs_draw_fresh_videos(mnist_dir: Path) -> None:
     cfg = from_dict({"data": {"source": "video", "dataset": "smmnist", "steps": 2,
                               "train_sequences": 3, "valid_sequences": 1,
