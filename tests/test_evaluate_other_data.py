@@ -104,3 +104,18 @@ def test_dataset_labels_are_safe_file_name_parts() -> None:
     assert dataset_label("../data/polyphonic/JSB_Chorales.mat") == "JSB_Chorales"
     assert dataset_label("my songs (2024).json") == "my-songs-2024"
     assert dataset_label("///") == "data"
+
+
+def test_plot_draws_the_other_sets_songs_beside_the_runs_own_pictures(trained, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    run, _, other = trained
+    assert main(["plot", str(run), "--dataset", str(other), "--song", "2",
+                 "--sequences", "2"]) == 0
+    folder = run / "plots_on_other-songs"
+    printed = capsys.readouterr().out
+    for name in ("learning_curves.png", "iterations.png", "piano_roll.png"):
+        assert f"wrote {folder / name}" in printed
+    assert not (run / "plots").exists()  # the run's own pictures are not overwritten
+
+    assert main(["plot", str(run), "--dataset", str(other), "--song", "3"]) == 2
+    assert f"--song 3 is not in the test split of {other} (0 to 2)" in capsys.readouterr().err

@@ -116,11 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also estimate -log p(x) per step with a particle filter of N "
                    "particles that proposes from the run's inference (0: off; cost grows "
                    "as batch size x N)")
-    p.add_argument("--dataset", metavar="NAME_OR_PATH",
-                   help="score on another data set of the run's kind instead of its own "
-                   "(music: jsb, nottingham, musedata, piano or a file, such as one from "
-                   "`avf data midi`; video: smmnist or kth); written to "
-                   "eval_<split>_on_<name>.json")
+    _dataset_option(p, "score", "written to eval_<split>_on_<name>.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     _data_dir_option(p)
 
@@ -138,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     _weights_option(p)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    _dataset_option(p, "draw", "pictures to RUN_DIR/plots_on_<name> unless --out")
     _data_dir_option(p)
 
     p = sub.add_parser("runs", parents=[common], help="where run directories stand: finished "
@@ -219,6 +216,13 @@ def _weights_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=WEIGHTS, default="average",
                    help="with training.ema_decay, score the weight average (default; the weights "
                    "validation chose by) or the raw trained weights; without it both are raw")
+
+
+def _dataset_option(p: argparse.ArgumentParser, verb: str, where: str) -> None:
+    p.add_argument("--dataset", metavar="NAME_OR_PATH",
+                   help=f"{verb} another data set of the run's kind instead of its own (music: "
+                   "jsb, nottingham, musedata, piano or a file, such as one from `avf data "
+                   f"midi`; video: smmnist or kth); {where}")
 
 
 def _data_dir_option(p: argparse.ArgumentParser) -> None:

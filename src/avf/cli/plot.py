@@ -10,11 +10,13 @@ import torch
 from torch import nn
 
 from avf.runs import (
+    dataset_label,
     resolve_device,
     restore,
     run_config,
     split_data,
     weights_used,
+    with_dataset,
 )
 from avf.training import (
     METRICS,
@@ -34,11 +36,15 @@ def plot_run(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     cfg = run_config(run_dir)
     device = resolve_device(args.device if args.device is not None else "cpu")
-    out: Path = args.out if args.out is not None else run_dir / "plots"
-    data = split_data(cfg, args.split, args.data_dir)
+    other = args.dataset is not None and args.dataset != cfg.data.dataset
+    scored = with_dataset(cfg, args.dataset) if other else cfg
+    # another data set's pictures go beside the run's own, not over them
+    default_out = run_dir / (f"plots_on_{dataset_label(args.dataset)}" if other else "plots")
+    out: Path = args.out if args.out is not None else default_out
+    data = split_data(scored, args.split, args.data_dir)
+    split = f"{args.split} split of {args.dataset}" if other else f"{args.split} split"
     if not 0 <= args.song < len(data):
-        raise ValueError(f"--song {args.song} is not in the {args.split} split "
-                         f"(0 to {len(data) - 1})")
+        raise ValueError(f"--song {args.song} is not in the {split} (0 to {len(data) - 1})")
     written = [plots.plot_learning_curves(plots.read_metrics(run_dir / METRICS),
                                           out / "learning_curves.png", title=cfg.name)]
     model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint, args.weights)
@@ -52,13 +58,13 @@ def plot_run(args: argparse.Namespace) -> int:
     label = f"{cfg.inference.name} inference (K = {inference.iterations})"
     written.append(plots.plot_iterations(
         trace, out / "iterations.png", label,
-        title=f"{where}: {len(few)} {args.split} sequences, {few.steps} steps"))
+        title=f"{where}: {len(few)} sequences of the {split}, {few.steps} steps"))
 
     song = data.subset([args.song])
     length = int(song.lengths[0])
     shown = length if args.max_steps == 0 else min(length, args.max_steps)
     view = plots.view_sequence(model, inference, song.x[0, :shown].to(device))
-    title = (f"{where}: {args.split} sequence {args.song}, steps 0-{shown - 1} of {length}; "
+    title = (f"{where}: {split}, sequence {args.song}, steps 0-{shown - 1} of {length}; "
              f"free energy {float(view.free_energy.mean()):.3f} nats/step")
     if cfg.data.source == "music":
         written.append(plots.plot_piano_roll(view, out / "piano_roll.png", title))
