@@ -25,6 +25,14 @@ TINY_MUSIC_RUN = ["model.options.latent_dim=4", "model.options.rnn_dim=8",
                   "training.progress=false"]
 
 
+def climbing_songs(lengths: dict[str, list[int]], first_key: int
+                   ) -> dict[str, list[list[list[int]]]]:
+    """A music data set as JSON note lists, songs of the given lengths per split: a two-note
+    chord that climbs one key per step from ``first_key`` (MIDI numbers)."""
+    return {split: [[[first_key + t % 30, first_key + 4 + t % 30] for t in range(n)]
+                    for n in ns] for split, ns in lengths.items()}
+
+
 def music_data_dir() -> Path:
     """The first of $AVF_DATA_DIR and the team's shared data folder that holds the polyphonic
     music (JSB at least), or skip the test saying where it looked."""

@@ -423,3 +423,42 @@ def test_eval_noise_scores_the_validation_split_when_asked(tmp_path):
         scores[split] = row["micro"]
     # the same sample seeds on other sequences: other scores
     assert all(a != b for a, b in zip(scores["test"], scores["valid"], strict=True))
+
+
+def test_cross_dataset_scores_runs_on_another_set_and_pairs_the_methods_by_seed(tmp_path):
+    from avf.cli import main
+    from conftest import TINY_MUSIC_RUN, climbing_songs
+
+    own, other = tmp_path / "own.json", tmp_path / "other.json"
+    own.write_text(json.dumps(climbing_songs({"train": [12] * 8, "valid": [10] * 2,
+                                              "test": [11, 6]}, 40)))
+    other.write_text(json.dumps(climbing_songs({"train": [9] * 3, "valid": [8],
+                                                "test": [7, 9, 5]}, 60)))
+    music = ROOT / "experiments" / "music"
+    runs = []
+    for config in ("jsb_srnn_baseline", "jsb_srnn_avf_k1"):
+        for seed in (0, 1):
+            run_dir = tmp_path / f"{config}_seed{seed}"
+            sets = [*TINY_MUSIC_RUN, f"data.dataset={json.dumps(str(own))}", "data.crop=4",
+                    "training.batch_size=4"]
+            assert main(["train", str(music / f"{config}.toml"), "--run-dir", str(run_dir),
+                         "--seed", str(seed), *[a for s in sets for a in ("--set", s)]]) == 0
+            assert main(["evaluate", str(run_dir), "--no-progress"]) == 0
+            runs.append(str(run_dir))
+    out = tmp_path / "cross.json"
+    table = run("cross_dataset.py", *runs, "--datasets", str(other), "--out", str(out))
+    written = json.loads(out.read_text())
+    rows = written["rows"]
+    assert [(r["dataset"], r["steps"]) for r in rows[:2]] == [(str(own), 17), (str(other), 21)]
+    for r in rows:  # every number is the report avf evaluate wrote
+        name = "eval_test.json" if r["dataset"] == str(own) else "eval_test_on_other.json"
+        report = json.loads((tmp_path / r["run"] / name).read_text())
+        assert r["free_energy"] == report["free_energy"] and r["epoch"] == report["epoch"]
+    avf_on_other = next(s for s in written["summary"]
+                        if s["dataset"] == str(other) and s["method"] != "baseline encoder")
+    by = {(r["method"], r["seed"]): r["free_energy"] for r in rows if r["dataset"] == str(other)}
+    differences = [by[("AVF K=1", s)] - by[("baseline encoder", s)] for s in (0, 1)]
+    paired = avf_on_other["micro"]["paired_difference"]
+    assert paired["mean"] == pytest.approx(sum(differences) / 2) and paired["pairs"] == 2
+    assert f"| {other} | AVF K=1 | 2 |" in table
+    assert "s)" not in run("cross_dataset.py", *runs, "--datasets", str(other))  # reused

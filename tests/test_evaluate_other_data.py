@@ -15,14 +15,9 @@ from avf.config import from_dict
 from avf.evaluation import evaluate
 from avf.runs import dataset_label, with_dataset
 from conftest import TINY_MUSIC_RUN
+from conftest import climbing_songs as songs
 
 MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
-
-
-def songs(lengths: dict[str, list[int]], first_key: int) -> dict[str, list[list[list[int]]]]:
-    """Note lists of the given lengths: a chord that climbs one key per step from ``first_key``."""
-    return {split: [[[first_key + t % 30, first_key + 4 + t % 30] for t in range(n)]
-                    for n in ns] for split, ns in lengths.items()}
 
 
 @pytest.fixture
