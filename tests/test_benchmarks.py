@@ -462,3 +462,23 @@ def test_cross_dataset_scores_runs_on_another_set_and_pairs_the_methods_by_seed(
     assert paired["mean"] == pytest.approx(sum(differences) / 2) and paired["pairs"] == 2
     assert f"| {other} | AVF K=1 | 2 |" in table
     assert "s)" not in run("cross_dataset.py", *runs, "--datasets", str(other))  # reused
+
+
+def test_music_overlap_finds_a_test_song_that_is_also_in_training(tmp_path):
+    from conftest import climbing_songs
+
+    songs = climbing_songs({"train": [12, 12], "valid": [5], "test": [12, 6]}, 40)
+    songs["test"][1] = [[k + 20 for k in step] for step in songs["test"][1]]  # not in train
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps(songs))
+    out = tmp_path / "overlap.json"
+    printed = run("music_overlap.py", str(path), "--train", str(path), "--steps", "4",
+                  "--min-notes", "2", "--out", str(out))
+    (row,) = json.loads(out.read_text())["rows"]
+    # test song 0 is train song 0: its 9 windows are all found; song 1 sits 20 keys higher
+    assert (row["found"], row["windows"], row["songs_with_any"]) == (9, 12, 1)
+    assert "9 of 12 windows, in 1 of 2 test songs" in printed
+    again = run("music_overlap.py", str(path), "--train", str(path), "--steps", "4",
+                "--min-notes", "2", "--transposed", "--out", str(out))
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["found"] == row["windows"] and "in 2 of 2 test songs" in again  # any key
