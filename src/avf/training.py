@@ -51,8 +51,9 @@ TrainData = Sequences | Callable[[int], Sequences]
 
 
 # What a resumed run takes from its checkpoint rather than from its config: the optimisers'
-# learning rates and their decay schedule, and the random streams (``seed`` seeds a fresh run).
-RESUMED_FROM_CHECKPOINT = ("model_lr", "inference_lr", "lr_decay", "seed")
+# learning rates and their decay schedule, the random streams (``seed`` seeds a fresh run), and
+# its weights (``init_from`` only sets a fresh run's first ones).
+RESUMED_FROM_CHECKPOINT = ("model_lr", "inference_lr", "lr_decay", "seed", "init_from")
 
 
 @dataclass
@@ -100,6 +101,11 @@ class TrainConfig:
     plateau_max_cuts: int = 0  # after this many cuts the next plateau ends training (0: never)
     plateau_stop_without_gain: bool = False  # true: a plateau after a cut that brought no new
     #                                          best ends training instead of cutting again
+    init_from: str | None = None  # a checkpoint, or a run directory (its best.pt), whose model
+    #                               and inference weights a new run starts from (their weight
+    #                               averages where it kept them): pretraining on one data set,
+    #                               fine-tuning on another. Optimisers, epochs and schedules
+    #                               start afresh; a run resuming its own checkpoint ignores it
     seed: int = 0
     progress: bool = True
 
@@ -140,6 +146,9 @@ class TrainConfig:
             ("plateau_stop_without_gain",
              not self.plateau_stop_without_gain or self.plateau_patience > 0,
              "needs training.plateau_patience > 0 (without it there are no cuts)"),
+            ("init_from", self.init_from is None or (isinstance(self.init_from, str)
+                                                      and self.init_from.strip() != ""),
+             "must be the path of a checkpoint or a run directory, or unset"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -251,6 +260,8 @@ class Trainer:
                 self.load_checkpoint(checkpoint)
                 self.checkpoint_epoch = self.epoch
             self._rewrite_metrics()
+        if self.epoch == 0 and self.config.init_from is not None:
+            self.start_from(self.config.init_from)
         if self.epoch == 0:
             seed_everything(self.config.seed)
         if not any(self.optimizers.values()) and self.epoch < self.config.epochs:
@@ -266,6 +277,21 @@ class Trainer:
                     self._save_resume_point()
                 break
         return list(self.history)
+
+    def start_from(self, source: str | Path) -> dict[str, Any]:
+        """Load the model and inference weights of ``source`` (a checkpoint, or a run
+        directory's ``best.pt``; weight averages where kept) into a run that has not trained
+        yet, and restart the weight averages from them; returns the checkpoint.
+
+        :meth:`fit` calls this for ``config.init_from`` when the run starts afresh.
+        """
+        if self.epoch != 0:
+            raise RuntimeError(f"start_from is for a run that has not trained yet; this one is "
+                               f"at epoch {self.epoch}")
+        ckpt = load_weights(init_checkpoint(source), self.model, self.inference, averaged=True)
+        for name, average in self.averages.items():
+            average.restart(self._part(name))
+        return ckpt
 
     def request_stop(self) -> None:
         """End :meth:`fit` after the current epoch, with a checkpoint of it; for callbacks.
@@ -561,6 +587,20 @@ def epoch_data(train: TrainData, epoch: int) -> Sequences:
         raise TypeError(f"the training data function returned a {type(data).__name__} for "
                         f"epoch {epoch}, not Sequences")
     return data
+
+
+def init_checkpoint(source: str | Path) -> Path:
+    """The checkpoint that ``training.init_from`` names: the file itself, or a run
+    directory's ``best.pt`` (the weights its validation chose)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / BEST).is_file():
+            raise FileNotFoundError(f"training.init_from: {path} has no {BEST} (no validation "
+                                    f"improved there yet); name its {CHECKPOINT} instead")
+        return path / BEST
+    if not path.is_file():
+        raise FileNotFoundError(f"training.init_from: no checkpoint or run directory at {path}")
+    return path
 
 
 def load_weights(path: str | Path, model: nn.Module, inference: nn.Module,

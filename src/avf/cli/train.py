@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from avf.training import (
     RESUMED_FROM_CHECKPOINT,
     TrainData,
     Trainer,
+    init_checkpoint,
     load_weights,
 )
 
@@ -50,6 +52,8 @@ def train(args: argparse.Namespace) -> int:
         resuming = (run_dir / CHECKPOINT).is_file()
         if resuming:
             cfg = _check_resume(cfg, model, inference, run_dir, dry_run=True)
+        else:
+            _check_init(cfg, model, inference, sys.stderr)
         pid = training_process(run_dir)
         if pid is not None:
             print(f"note: {run_dir} is being trained now (pid {pid or 'unknown'})",
@@ -64,6 +68,8 @@ def _train(args: argparse.Namespace, cfg: ExperimentConfig, model: nn.Module,
            run_dir: Path, device: torch.device) -> int:
     if (run_dir / CHECKPOINT).is_file():
         cfg = _check_resume(cfg, model, inference, run_dir)
+    else:
+        _check_init(cfg, model, inference, sys.stdout)  # before the run directory is written
     save_config(cfg, run_dir / CONFIG_NAME)
     print(f"training {cfg.name}: {cfg.model.name} model, {cfg.inference.name} inference, "
           f"{describe_training_data(train_data)} -> {run_dir}")
@@ -137,12 +143,27 @@ def _check_resume(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
     if applied:
         print(f"{verb} {run_dir} with changed settings: {'; '.join(applied)}", file=out)
     if ignored:
-        print(f"not applied when resuming {run_dir} (the checkpoint's learning rates, their "
-              f"schedule and random state go on; config.toml keeps the run's values): "
+        print(f"not applied when resuming {run_dir} (the checkpoint's weights, learning "
+              f"rates, their schedule and random state go on; config.toml keeps the run's "
+              f"values): "
               f"{'; '.join(ignored)}", file=sys.stderr)
     training = dataclasses.replace(cfg.training, **{
         key: getattr(old.training, key) for key in RESUMED_FROM_CHECKPOINT})
     return dataclasses.replace(cfg, seed=old.seed, training=training)
+
+
+def _check_init(cfg: ExperimentConfig, model: nn.Module, inference: nn.Module,
+                out: TextIO) -> None:
+    """With ``training.init_from``, load its weights now (the trainer loads them again when
+    it starts), so that a missing file or weights that do not fit are refused before the run
+    directory is written, and say where the run starts from."""
+    if cfg.training.init_from is None:
+        return
+    path = init_checkpoint(cfg.training.init_from)
+    ckpt = load_weights(path, model, inference, averaged=True)
+    averaged = ", weight average" if ckpt.get("average") else ""
+    print(f"starting from the weights of {path} (epoch {int(ckpt['epoch'])}{averaged}; "
+          "training.init_from)", file=out)
 
 
 def _resume_point(trainer: Trainer, run_dir: Path) -> str:
