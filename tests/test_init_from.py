@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MUSIC_RUN, climbing_songs
 
 from avf.cli import main
 from avf.config import load_config
 from avf.datasets import build_training_data
 from avf.runs import build
 from avf.training import BEST, CHECKPOINT, Trainer
+from conftest import TINY_MUSIC_RUN, climbing_songs
 
 MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
 
