@@ -46,7 +46,7 @@ def report_for(run: Path, dataset: str | None, data_dir: str | None,
     older than ``best.pt``."""
     name = "eval_test.json" if dataset is None else f"eval_test_on_{dataset_label(dataset)}.json"
     path = run / name
-    best_epoch = int(torch.load(run / BEST, map_location="cpu", weights_only=False)["epoch"])
+    best_epoch = int(torch.load(run / BEST, map_location="cpu", weights_only=True)["epoch"])
     if path.is_file() and json.loads(path.read_text())["epoch"] == best_epoch:
         return json.loads(path.read_text())
     if dataset is None:

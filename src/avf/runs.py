@@ -155,6 +155,15 @@ def with_dataset(cfg: ExperimentConfig, dataset: str) -> ExperimentConfig:
     return replace(cfg, data=data)
 
 
+def on_dataset(cfg: ExperimentConfig, dataset: str | None
+               ) -> tuple[ExperimentConfig, str | None]:
+    """``cfg`` reading ``dataset`` (:func:`with_dataset`) and the label of its outputs, or
+    ``(cfg, None)`` where ``dataset`` is unset or the run's own."""
+    if dataset is None or dataset == cfg.data.dataset:
+        return cfg, None
+    return with_dataset(cfg, dataset), dataset_label(dataset)
+
+
 def dataset_label(dataset: str) -> str:
     """A file-name-safe label for a data set given by name or path (``my_songs.json`` →
     ``my_songs``), for ``eval_<split>_on_<label>.json``."""

@@ -17,13 +17,12 @@ from avf.atomic import atomic_write
 from avf.data import Sequences
 from avf.evaluation import Score, evaluate, particle_score
 from avf.runs import (
-    dataset_label,
+    on_dataset,
     resolve_device,
     restore,
     run_config,
     split_data,
     weights_used,
-    with_dataset,
 )
 
 
@@ -51,8 +50,7 @@ def _evaluate_one(run_dir: Path, args: argparse.Namespace) -> None:
     batch_size = cfg.training.batch_size if args.batch_size is None else args.batch_size
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    other = args.dataset is not None and args.dataset != cfg.data.dataset
-    scored = with_dataset(cfg, args.dataset) if other else cfg
+    scored, label = on_dataset(cfg, args.dataset)
     data = split_data(scored, args.split, args.data_dir)
     model, inference, path, ckpt = restore(cfg, run_dir, args.checkpoint, args.weights)
     model, inference = model.to(device), inference.to(device)
@@ -77,8 +75,7 @@ def _evaluate_one(run_dir: Path, args: argparse.Namespace) -> None:
                              discretized=binned)
         report["smc"] = {"discretized": binned, **smc.as_dict()}
     print(format_report(report, score))
-    suffix = f"_on_{dataset_label(args.dataset)}" if other else ""
-    out = run_dir / f"eval_{args.split}{suffix}.json"
+    out = run_dir / f"eval_{args.split}{'' if label is None else f'_on_{label}'}.json"
     text = (json.dumps(report, indent=2) + "\n").encode("utf-8")
     atomic_write(out, lambda f: f.write(text))  # `avf runs` never reads half a report
     print(f"wrote {out}")

@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from avf.runs import (
-    dataset_label,
+    on_dataset,
     resolve_device,
     restore,
     run_config,
     split_data,
     weights_used,
-    with_dataset,
 )
 from avf.training import (
     METRICS,
@@ -36,13 +35,12 @@ def plot_run(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir
     cfg = run_config(run_dir)
     device = resolve_device(args.device if args.device is not None else "cpu")
-    other = args.dataset is not None and args.dataset != cfg.data.dataset
-    scored = with_dataset(cfg, args.dataset) if other else cfg
+    scored, label = on_dataset(cfg, args.dataset)
     # another data set's pictures go beside the run's own, not over them
-    default_out = run_dir / (f"plots_on_{dataset_label(args.dataset)}" if other else "plots")
+    default_out = run_dir / ("plots" if label is None else f"plots_on_{label}")
     out: Path = args.out if args.out is not None else default_out
     data = split_data(scored, args.split, args.data_dir)
-    split = f"{args.split} split of {args.dataset}" if other else f"{args.split} split"
+    split = f"{args.split} split" + ("" if label is None else f" of {args.dataset}")
     if not 0 <= args.song < len(data):
         raise ValueError(f"--song {args.song} is not in the {split} (0 to {len(data) - 1})")
     written = [plots.plot_learning_curves(plots.read_metrics(run_dir / METRICS),
