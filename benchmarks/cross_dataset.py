@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from seed_summary import method_record, table  # this folder, beside the script
 
 from avf.cli import main as avf_main
 from avf.runs import dataset_label, describe_inference, run_config
-from avf.seeds import paired_difference, spread
 from avf.training import BEST
 
 AVERAGES = {"micro": "free_energy", "macro": "macro_free_energy"}
@@ -62,47 +62,29 @@ def report_for(run: Path, dataset: str | None, data_dir: str | None,
 
 
 def summarise(rows: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
-    """Per data set and method: the spread over seeds and the paired difference from
-    ``reference`` over the seeds both have."""
+    """Per data set and method: ``seed_summary``'s record (``set`` is the data set), with the
+    spread over all of the method's seeds and the paired difference from ``reference`` over
+    the seeds both have."""
     records = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        here = [r for r in rows if r["dataset"] == dataset]
         by_method: dict[str, dict[int, dict[str, Any]]] = {}
-        for r in here:
-            by_method.setdefault(r["method"], {})[r["seed"]] = r
+        for r in rows:
+            if r["dataset"] == dataset:
+                by_method.setdefault(r["method"], {})[r["seed"]] = r
         if reference not in by_method:
             raise SystemExit(f"cross_dataset.py: no {reference!r} run among those given")
+        base = by_method[reference]
         for method, seeds in by_method.items():
-            record: dict[str, Any] = {"dataset": dataset, "method": method,
-                                      "seeds": sorted(seeds)}
-            for average, key in AVERAGES.items():
-                record[average] = spread([seeds[s][key] for s in sorted(seeds)])
-                shared = sorted(set(seeds) & set(by_method[reference]))
-                if method != reference and shared:
-                    record[average]["paired_difference"] = paired_difference(
-                        [seeds[s][key] for s in shared],
-                        [by_method[reference][s][key] for s in shared])
-            records.append(record)
+            order = sorted(seeds)
+            shared = [s for s in order if s in base]
+            scores = {a: [seeds[s][key] for s in order] for a, key in AVERAGES.items()}
+            pairs = None
+            if method != reference and shared:
+                pairs = {a: ([seeds[s][key] for s in shared], [base[s][key] for s in shared])
+                         for a, key in AVERAGES.items()}
+            records.append(method_record(dataset, method, [seeds[s]["run"] for s in order],
+                                         scores, pairs))
     return records
-
-
-def table(records: list[dict[str, Any]], reference: str) -> str:
-    def num(x: float | None) -> str:
-        return "–" if x is None else f"{x:.3f}"
-
-    lines = [f"| test songs of | method | seeds | micro mean ± sd | macro mean ± sd | micro − "
-             f"{reference} ± se | better in (micro / macro) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in records:
-        micro, macro = r["micro"], r["macro"]
-        diff = micro.get("paired_difference")
-        lead = "–" if diff is None else f"{num(diff['mean'])} ± {num(diff['se'])}"
-        better = ("–" if diff is None else f"{diff['better']} / "
-                  f"{macro['paired_difference']['better']} of {diff['pairs']}")
-        lines.append(f"| {r['dataset']} | {r['method']} | {len(r['seeds'])} | "
-                     f"{num(micro['mean'])} ± {num(micro['sd'])} | {num(macro['mean'])} ± "
-                     f"{num(macro['sd'])} | {lead} | {better} |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                          "epoch": report["epoch"], "steps": report["steps"],
                          **{key: report[key] for key in AVERAGES.values()}})
     records = summarise(rows, args.reference)
-    print(table(records, args.reference))
+    print(table(records, args.reference, label="test songs of"))
     if args.out is not None:
         payload = {"machine": platform.platform(), "runs": [str(r) for r in args.runs],
                    "reference": args.reference, "rows": rows, "summary": records}

@@ -73,28 +73,43 @@ def summarise(spec: dict[str, Any], rows: dict[str, list[tuple[str, dict[str, An
             raise ValueError(f"set {name!r} has no runs for the reference {reference!r}")
         chosen = {run: pick(rows, run) for runs in methods.values() for run in runs}
         for method, runs in methods.items():
-            record: dict[str, Any] = {"set": name, "method": method, "runs": runs}
-            for average, key in AVERAGES.items():
-                scores = [float(chosen[r][key]) for r in runs]
-                ref = [float(chosen[r][key]) for r in methods[reference]]
-                record[average] = {"scores": scores, **spread(scores)}
-                if method != reference:
-                    pairs = min(len(scores), len(ref))
-                    paired = paired_difference(scores[:pairs], ref[:pairs])
-                    better = paired.pop("better")
-                    del paired["pairs"]
-                    record[average].update(paired_difference=paired, pairs_better=better,
-                                           pairs=pairs)
-            out.append(record)
+            scores = {average: [float(chosen[r][key]) for r in runs]
+                      for average, key in AVERAGES.items()}
+            pairs = None
+            if method != reference:
+                ref = {average: [float(chosen[r][key]) for r in methods[reference]]
+                       for average, key in AVERAGES.items()}
+                n = min(len(runs), len(methods[reference]))  # pairs by position
+                pairs = {a: (scores[a][:n], ref[a][:n]) for a in AVERAGES}
+            out.append(method_record(name, method, runs, scores, pairs))
     return out
 
 
-def table(records: list[dict[str, Any]], reference: str) -> str:
+def method_record(name: str, method: str, runs: list[str], scores: dict[str, list[float]],
+                  pairs: dict[str, tuple[list[float], list[float]]] | None) -> dict[str, Any]:
+    """One method's record in a set: per average, its scores with their spread and, given
+    ``pairs`` (the method's and the reference's scores, pair by pair), the paired difference,
+    how many pairs the method wins and how many pairs there are."""
+    record: dict[str, Any] = {"set": name, "method": method, "runs": runs}
+    for average, values in scores.items():
+        record[average] = {"scores": values, **spread(values)}
+        if pairs is not None:
+            mine, ref = pairs[average]
+            paired = paired_difference(mine, ref)
+            better = paired.pop("better")
+            del paired["pairs"]
+            record[average].update(paired_difference=paired, pairs_better=better,
+                                   pairs=len(mine))
+    return record
+
+
+def table(records: list[dict[str, Any]], reference: str, label: str = "set") -> str:
+    """The markdown table of :func:`method_record` records; ``label`` heads the first column."""
     def num(x: float | None, digits: int = 3) -> str:
         return "–" if x is None else f"{x:.{digits}f}"
 
-    lines = [f"| set | method | seeds | micro mean ± sd | macro mean ± sd | micro − {reference} "
-             "± se | better in (micro / macro) |",
+    lines = [f"| {label} | method | seeds | micro mean ± sd | macro mean ± sd | "
+             f"micro − {reference} ± se | better in (micro / macro) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in records:
         micro, macro = r["micro"], r["macro"]
