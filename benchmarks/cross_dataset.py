@@ -40,15 +40,15 @@ def method_name(inference: str) -> str:
         "iterative", "AVF", 1)
 
 
-def report_for(run: Path, dataset: str | None, data_dir: str | None,
+def report_for(run: Path, best_epoch: int, dataset: str | None, data_dir: str | None,
                batch_size: int) -> dict[str, Any]:
     """The run's test report on ``dataset`` (its own for ``None``), scored here if missing or
-    older than ``best.pt``."""
+    not of ``best.pt``'s epoch ``best_epoch``."""
     name = "eval_test.json" if dataset is None else f"eval_test_on_{dataset_label(dataset)}.json"
     path = run / name
-    best_epoch = int(torch.load(run / BEST, map_location="cpu", weights_only=True)["epoch"])
-    if path.is_file() and json.loads(path.read_text())["epoch"] == best_epoch:
-        return json.loads(path.read_text())
+    report = json.loads(path.read_text()) if path.is_file() else None
+    if report is not None and report["epoch"] == best_epoch:
+        return report
     if dataset is None:
         raise SystemExit(f"cross_dataset.py: {run} has no current eval_test.json; run "
                          f"`avf evaluate {run} --data-dir ...` first")
@@ -103,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run in args.runs:
         cfg = run_config(run)
+        best_epoch = int(torch.load(run / BEST, map_location="cpu", weights_only=True)["epoch"])
         for dataset in [None, *others]:
             if dataset == cfg.data.dataset:
                 continue
-            report = report_for(run, dataset, args.data_dir, args.batch_size)
+            report = report_for(run, best_epoch, dataset, args.data_dir, args.batch_size)
             rows.append({"run": run.name, "seed": cfg.seed,
                          "method": method_name(describe_inference(cfg)),
                          "trained_on": cfg.data.dataset,
