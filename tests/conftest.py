@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,6 +32,14 @@ def climbing_songs(lengths: dict[str, list[int]], first_key: int
     chord that climbs one key per step from ``first_key`` (MIDI numbers)."""
     return {split: [[[first_key + t % 30, first_key + 4 + t % 30] for t in range(n)]
                     for n in ns] for split, ns in lengths.items()}
+
+
+def tiny_music_args(songs_file: Path, *more: str) -> list[str]:
+    """``--set`` arguments for a tiny music run (:data:`TINY_MUSIC_RUN`) on a JSON song file,
+    in 4-step windows, batch 4, plus ``more`` settings."""
+    sets = [*TINY_MUSIC_RUN, f"data.dataset={json.dumps(str(songs_file))}", "data.crop=4",
+            "training.batch_size=4", *more]
+    return [arg for item in sets for arg in ("--set", item)]
 
 
 def music_data_dir() -> Path:

@@ -427,7 +427,7 @@ def test_eval_noise_scores_the_validation_split_when_asked(tmp_path):
 
 def test_cross_dataset_scores_runs_on_another_set_and_pairs_the_methods_by_seed(tmp_path):
     from avf.cli import main
-    from conftest import TINY_MUSIC_RUN, climbing_songs
+    from conftest import climbing_songs, tiny_music_args
 
     own, other = tmp_path / "own.json", tmp_path / "other.json"
     own.write_text(json.dumps(climbing_songs({"train": [12] * 8, "valid": [10] * 2,
@@ -439,10 +439,8 @@ def test_cross_dataset_scores_runs_on_another_set_and_pairs_the_methods_by_seed(
     for config in ("jsb_srnn_baseline", "jsb_srnn_avf_k1"):
         for seed in (0, 1):
             run_dir = tmp_path / f"{config}_seed{seed}"
-            sets = [*TINY_MUSIC_RUN, f"data.dataset={json.dumps(str(own))}", "data.crop=4",
-                    "training.batch_size=4"]
             assert main(["train", str(music / f"{config}.toml"), "--run-dir", str(run_dir),
-                         "--seed", str(seed), *[a for s in sets for a in ("--set", s)]]) == 0
+                         "--seed", str(seed), *tiny_music_args(own)]) == 0
             assert main(["evaluate", str(run_dir), "--no-progress"]) == 0
             runs.append(str(run_dir))
     out = tmp_path / "cross.json"

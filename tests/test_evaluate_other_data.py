@@ -14,8 +14,8 @@ from avf.cli import main
 from avf.config import from_dict
 from avf.evaluation import evaluate
 from avf.runs import dataset_label, with_dataset
-from conftest import TINY_MUSIC_RUN
 from conftest import climbing_songs as songs
+from conftest import tiny_music_args
 
 MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
 
@@ -27,9 +27,8 @@ def trained(tmp_path: Path) -> tuple[Path, Path, Path]:
     own.write_text(json.dumps(songs({"train": [12] * 8, "valid": [10] * 2, "test": [11, 6]}, 40)))
     other.write_text(json.dumps(songs({"train": [9] * 3, "valid": [8], "test": [7, 9, 5]}, 60)))
     run = tmp_path / "run"
-    sets = [arg for item in [*TINY_MUSIC_RUN, f"data.dataset={json.dumps(str(own))}",
-                             "data.crop=4", "training.batch_size=4"] for arg in ("--set", item)]
-    assert main(["train", str(MUSIC / "jsb_srnn_avf_k1.toml"), "--run-dir", str(run), *sets]) == 0
+    assert main(["train", str(MUSIC / "jsb_srnn_avf_k1.toml"), "--run-dir", str(run),
+                 *tiny_music_args(own)]) == 0
     return run, own, other
 
 

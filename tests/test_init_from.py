@@ -14,7 +14,7 @@ from avf.config import load_config
 from avf.datasets import build_training_data
 from avf.runs import build
 from avf.training import BEST, CHECKPOINT, Trainer
-from conftest import TINY_MUSIC_RUN, climbing_songs
+from conftest import climbing_songs, tiny_music_args
 
 MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
 
@@ -40,10 +40,8 @@ def songs_file(tmp_path: Path) -> Path:
 
 
 def train_tiny(run_dir: Path, songs_file: Path, *more: str) -> int:
-    sets = [*TINY_MUSIC_RUN, f"data.dataset={json.dumps(str(songs_file))}", "data.crop=4",
-            "training.batch_size=4", "training.ema_decay=0.9", *more]
     return main(["train", str(MUSIC / "jsb_srnn_avf_k1.toml"), "--run-dir", str(run_dir),
-                 *[a for s in sets for a in ("--set", s)]])
+                 *tiny_music_args(songs_file, "training.ema_decay=0.9", *more)])
 
 
 def test_a_new_run_starts_from_the_weights_validation_chose(tmp_path, songs_file, capsys):
