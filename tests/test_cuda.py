@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,8 +22,12 @@ from torch.distributions import normal as normal_module
 
 from avf import GradientDescent, Iterative, StreamingFilter, backward, filter_sequences, load_run
 from avf.cli import main
+from avf.config import load_config
 from avf.models import DMM, SRNN, SVG, VRNN
-from conftest import TINY_MUSIC_RUN, music_data_dir
+from avf.runs import build, dataset_label
+from avf.training import BEST, Trainer
+from conftest import TINY_MUSIC_RUN, climbing_songs, music_data_dir, tiny_music_args
+from test_init_from import averaged_weights
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -172,3 +177,46 @@ def test_train_evaluate_particles_plot_and_load_a_music_run_on_cuda(tmp_path: Pa
     x, mask = next(iter(loaded.data("test", data_dir=data).batches(4)))
     out = filter_sequences(loaded.model, loaded.inference, x.cuda(), mask.cuda())
     assert torch.isfinite(out.free_energy).all()
+
+
+@pytest.mark.filterwarnings("error:RNN module weights are not part of single contiguous")
+def test_fine_tune_across_devices_and_score_another_data_set_on_cuda(tmp_path: Path,
+                                                                     capsys) -> None:
+    """``training.init_from`` reads a run trained on one device into a run on the other (a model
+    pretrained on a GPU, fine-tuned on a laptop, or back), and ``avf evaluate --dataset`` scores
+    on CUDA. With a weight average (``ema_decay``), whose copy of the LSTM once lost cuDNN's
+    single weight buffer, so that every validation call compacted it again (torch warns)."""
+    songs, other = tmp_path / "songs.json", tmp_path / "other.json"
+    songs.write_text(json.dumps(climbing_songs({"train": [12] * 8, "valid": [10] * 2,
+                                                "test": [11, 6]}, 40)))
+    other.write_text(json.dumps(climbing_songs({"train": [12] * 2, "valid": [10] * 2,
+                                                "test": [9, 7, 5]}, 60)))
+    config = Path(__file__).resolve().parents[1] / "experiments" / "music" / "jsb_srnn_avf_k1.toml"
+
+    def train(run: Path, device: str, *more: str) -> int:
+        return main(["train", str(config), "--run-dir", str(run), "--device", device,
+                     *tiny_music_args(songs, "training.ema_decay=0.9", *more)])
+
+    gpu, cpu, back = tmp_path / "gpu", tmp_path / "cpu", tmp_path / "back"
+    assert train(gpu, "cuda") == 0
+    assert train(cpu, "cpu", f"training.init_from={json.dumps(str(gpu))}") == 0
+    assert f"starting from the weights of {gpu / BEST}" in capsys.readouterr().out
+    assert train(back, "cuda", f"training.init_from={json.dumps(str(cpu))}") == 0
+    assert f"starting from the weights of {cpu / BEST}" in capsys.readouterr().out
+
+    # a trainer on CUDA starts from the CPU run's averaged weights, exactly
+    model, inference = build(load_config(back / "config.toml"))
+    trainer = Trainer(model, inference, load_config(back / "config.toml").training,
+                      device="cuda")
+    trainer.start_from(cpu)
+    expected = averaged_weights(cpu / BEST)
+    for part, module in (("model", model), ("inference", inference)):
+        for name, value in module.state_dict().items():
+            assert value.device.type == "cuda"
+            assert torch.equal(value.cpu(), expected[part][name]), f"{part}.{name}"
+
+    assert main(["evaluate", str(back), "--dataset", str(other), "--device", "cuda",
+                 "--no-progress"]) == 0
+    report = json.loads((back / f"eval_test_on_{dataset_label(str(other))}.json").read_text())
+    assert (report["dataset"], report["sequences"], report["steps"]) == (str(other), 3, 21)
+    assert math.isfinite(report["free_energy"])

@@ -30,6 +30,11 @@ class WeightAverage:
         self.decay = decay
         self._averaged = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay),
                                        use_buffers=False)
+        # A deep copy of a recurrent layer on a GPU loses cuDNN's single weight buffer, and
+        # every call would then compact the weights again (torch warns); regroup them once.
+        for layer in self.module.modules():
+            if isinstance(layer, nn.RNNBase):
+                layer.flatten_parameters()
 
     @property
     def module(self) -> nn.Module:
