@@ -276,8 +276,12 @@ def test_tuned_music_configs_add_only_the_regularisers_to_the_fast_ones(path: Pa
     tuned = load_config(path)
     fast = load_config(MUSIC / "fast" / f"{path.stem.removesuffix('_tuned')}_fast.toml")
     assert tuned.name == path.stem
-    assert tuned.model.options.pop("dropout") == 0.3
+    # dropout 0.5 where it validated better than 0.3 for both methods (BENCHMARKS 5.19)
+    half = path.stem.startswith(("jsb", "nottingham"))
+    assert tuned.model.options.pop("dropout") == (0.5 if half else 0.3)
     t = tuned.training
+    assert t.valid_seed == 0  # common random numbers in validation (BENCHMARKS 5.17)
+    t.valid_seed = None
     assert (t.plateau_patience, t.plateau_factor, t.plateau_max_cuts) == (4, 0.1, 3)
     assert t.ema_decay == 0.995
     assert t.grad_clip == (10.0 if tuned.inference.name == "iterative" else None)
