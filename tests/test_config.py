@@ -258,7 +258,10 @@ def test_synthetic_data_from_a_randomly_initialised_model_ignore_the_global_rng(
      ({"name": "iterative", "options": {"iterations": 1}}, "iterative K=1"),
      ({"name": "iterative", "options": {"iterations": 5, "x_input": True,
                                         "encoding": "layernorm"}},
-      "iterative K=5 + x_t, layernorm")])
+      "iterative K=5 + x_t, layernorm"),
+     ({"name": "iterative", "options": {"iterations": 1, "update": "learned_step",
+                                        "grad_samples": 8}},
+      "iterative K=1, learned_step update, 8-sample gradients")])
 def test_run_tables_describe_the_inference_procedure(inference, words) -> None:
     from avf.runs import describe_inference
 

@@ -110,8 +110,9 @@ def run_config(run_dir: str | Path) -> ExperimentConfig:
 
 def describe_inference(cfg: ExperimentConfig) -> str:
     """The inference procedure in a few words, as run tables name it: ``"baseline"`` or, for
-    the iterative model, its iterations, whether it reads x_t, and its gradient encoding where
-    that is not the default (``"iterative K=1 + x_t, layernorm"``)."""
+    the iterative model, its iterations, whether it reads x_t, and its gradient encoding, update
+    and samples per gradient where they are not the defaults
+    (``"iterative K=1 + x_t, layernorm"``, ``"iterative K=1, 8-sample gradients"``)."""
     options = cfg.inference.options
     words = cfg.inference.name
     if options.get("iterations"):
@@ -122,6 +123,12 @@ def describe_inference(cfg: ExperimentConfig) -> str:
         encoding = options.get("encoding", DEFAULT_ENCODING)
         if encoding != DEFAULT_ENCODING:
             words += f", {encoding}"
+        update = options.get("update", "highway")
+        if update != "highway":
+            words += f", {update} update"
+        samples = options.get("grad_samples", 1)
+        if samples != 1:
+            words += f", {samples}-sample gradients"
     return words
 
 
