@@ -26,8 +26,8 @@ from avf.config import load_config
 from avf.models import DMM, SRNN, SVG, VRNN
 from avf.runs import build, dataset_label
 from avf.training import BEST, Trainer
-from conftest import TINY_MUSIC_RUN, climbing_songs, music_data_dir, tiny_music_args
-from test_init_from import averaged_weights
+from conftest import TINY_MUSIC_RUN, climbing_songs, music_data_dir
+from test_init_from import averaged_weights, songs_file, train_tiny  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -181,33 +181,27 @@ def test_train_evaluate_particles_plot_and_load_a_music_run_on_cuda(tmp_path: Pa
 
 @pytest.mark.filterwarnings("error:RNN module weights are not part of single contiguous")
 def test_fine_tune_across_devices_and_score_another_data_set_on_cuda(tmp_path: Path,
+                                                                     songs_file: Path,  # noqa: F811
                                                                      capsys) -> None:
     """``training.init_from`` reads a run trained on one device into a run on the other (a model
     pretrained on a GPU, fine-tuned on a laptop, or back), and ``avf evaluate --dataset`` scores
     on CUDA. With a weight average (``ema_decay``), whose copy of the LSTM once lost cuDNN's
     single weight buffer, so that every validation call compacted it again (torch warns)."""
-    songs, other = tmp_path / "songs.json", tmp_path / "other.json"
-    songs.write_text(json.dumps(climbing_songs({"train": [12] * 8, "valid": [10] * 2,
-                                                "test": [11, 6]}, 40)))
+    other = tmp_path / "other.json"
     other.write_text(json.dumps(climbing_songs({"train": [12] * 2, "valid": [10] * 2,
                                                 "test": [9, 7, 5]}, 60)))
-    config = Path(__file__).resolve().parents[1] / "experiments" / "music" / "jsb_srnn_avf_k1.toml"
-
-    def train(run: Path, device: str, *more: str) -> int:
-        return main(["train", str(config), "--run-dir", str(run), "--device", device,
-                     *tiny_music_args(songs, "training.ema_decay=0.9", *more)])
-
     gpu, cpu, back = tmp_path / "gpu", tmp_path / "cpu", tmp_path / "back"
-    assert train(gpu, "cuda") == 0
-    assert train(cpu, "cpu", f"training.init_from={json.dumps(str(gpu))}") == 0
+    assert train_tiny(gpu, songs_file, 'device="cuda"') == 0
+    assert train_tiny(cpu, songs_file, f"training.init_from={json.dumps(str(gpu))}") == 0
     assert f"starting from the weights of {gpu / BEST}" in capsys.readouterr().out
-    assert train(back, "cuda", f"training.init_from={json.dumps(str(cpu))}") == 0
+    assert train_tiny(back, songs_file, 'device="cuda"',
+                      f"training.init_from={json.dumps(str(cpu))}") == 0
     assert f"starting from the weights of {cpu / BEST}" in capsys.readouterr().out
 
     # a trainer on CUDA starts from the CPU run's averaged weights, exactly
-    model, inference = build(load_config(back / "config.toml"))
-    trainer = Trainer(model, inference, load_config(back / "config.toml").training,
-                      device="cuda")
+    cfg = load_config(back / "config.toml")
+    model, inference = build(cfg)
+    trainer = Trainer(model, inference, cfg.training, device="cuda")
     trainer.start_from(cpu)
     expected = averaged_weights(cpu / BEST)
     for part, module in (("model", model), ("inference", inference)):
