@@ -20,7 +20,7 @@ from avf.config import ExperimentConfig, load_config
 from avf.data.batching import Sequences
 from avf.data.file_splits import SPLITS
 from avf.datasets import build_datasets
-from avf.inference.iterative import DEFAULT_ENCODING
+from avf.inference.iterative import DEFAULT_ENCODING, DEFAULT_UPDATE
 from avf.training import BEST, CHECKPOINT, load_weights
 
 CONFIG_NAME = "config.toml"
@@ -123,8 +123,8 @@ def describe_inference(cfg: ExperimentConfig) -> str:
         encoding = options.get("encoding", DEFAULT_ENCODING)
         if encoding != DEFAULT_ENCODING:
             words += f", {encoding}"
-        update = options.get("update", "highway")
-        if update != "highway":
+        update = options.get("update", DEFAULT_UPDATE)
+        if update != DEFAULT_UPDATE:
             words += f", {update} update"
         samples = options.get("grad_samples", 1)
         if samples != 1:

@@ -15,6 +15,7 @@ Encoding = Literal["signlog", "layernorm", "hybrid", "raw"]
 Update = Literal["highway", "learned_step", "residual"]
 Role = Literal["params", "gradient", "data"]
 DEFAULT_ENCODING: Encoding = "signlog"  # why: see BlockEncoder
+DEFAULT_UPDATE: Update = "highway"
 
 
 def signed_log(x: Tensor) -> Tensor:
@@ -68,7 +69,7 @@ class Iterative(InferenceProcedure):
         hidden: int = 1024,
         layers: int = 2,
         encoding: Encoding = DEFAULT_ENCODING,
-        update: Update = "highway",
+        update: Update = DEFAULT_UPDATE,
         grad_samples: int = 1,
         family: PosteriorFamily | None = None,
         gate_bias: float = 1.0,
