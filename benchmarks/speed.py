@@ -41,12 +41,16 @@ def model_factories() -> dict[str, type[nn.Module]]:
     return {"srnn": SRNN, "vrnn": VRNN, "dmm": DMM}
 
 
-def procedures(model: nn.Module, hidden: int,
-               encoding: Encoding = DEFAULT_ENCODING) -> dict[str, nn.Module]:
+def procedures(model: nn.Module, hidden: int, encoding: Encoding = DEFAULT_ENCODING,
+               x_dim: int = 0, grad_samples: int = 1) -> dict[str, nn.Module]:
+    """The model's baseline encoder and AVF with K = 1 and 5; ``x_dim > 0`` feeds AVF x_t too
+    (the shipped music configs), ``grad_samples`` averages each gradient it is fed over that
+    many posterior samples."""
+    avf = {"hidden": hidden, "encoding": encoding, "x_dim": x_dim, "grad_samples": grad_samples}
     return {
         "baseline": model.baseline_encoder(),
-        "avf_k1": Iterative(model.latent_dim, iterations=1, hidden=hidden, encoding=encoding),
-        "avf_k5": Iterative(model.latent_dim, iterations=5, hidden=hidden, encoding=encoding),
+        "avf_k1": Iterative(model.latent_dim, iterations=1, **avf),
+        "avf_k5": Iterative(model.latent_dim, iterations=5, **avf),
     }
 
 
@@ -182,6 +186,10 @@ def main() -> None:
                         help="width of AVF's two highway layers (the paper's is 1024)")
     parser.add_argument("--avf-encoding", default=DEFAULT_ENCODING, choices=get_args(Encoding),
                         help="how AVF's network encodes its inputs (the DMM's config: layernorm)")
+    parser.add_argument("--avf-x-input", action="store_true",
+                        help="feed AVF x_t beside the gradient (the shipped music configs)")
+    parser.add_argument("--avf-grad-samples", type=int, default=1,
+                        help="posterior samples behind each gradient AVF is fed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", default="benchmarks/results/speed.json")
@@ -197,7 +205,9 @@ def main() -> None:
         model = model_factories()[name]().to(device)
         baseline_time = baseline_flops = None
         ambiguous = False  # the model itself has layers of AVF's width: no share to report
-        for label, inference in procedures(model, args.avf_hidden, args.avf_encoding).items():
+        avf_x_dim = x.shape[-1] if args.avf_x_input else 0
+        for label, inference in procedures(model, args.avf_hidden, args.avf_encoding,
+                                           avf_x_dim, args.avf_grad_samples).items():
             inference = inference.to(device)
             seconds = time_training(model, inference, x, args.repeats)
             counter = count_training_flops(model, inference, x)
@@ -230,6 +240,7 @@ def main() -> None:
     meta = {"data": source, "batch": list(x.shape), "threads": args.threads,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "avf_hidden": args.avf_hidden, "avf_encoding": args.avf_encoding,
+            "avf_x_input": args.avf_x_input, "avf_grad_samples": args.avf_grad_samples,
             "repeats": args.repeats, "platform": platform.platform(),
             "torch": torch.__version__, "python": platform.python_version()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,11 @@ def test_speed_benchmark_writes_rows(tmp_path):
         "--threads", "1", "--avf-hidden", "200", "--json", str(out))
     rows = json.loads(out.read_text())["rows"]
     assert [r["avf_network_gflop_per_step"] for r in rows] == [None, None, None]
+    run("speed.py", "--data-dir", str(tmp_path / "nothing"), "--models", "dmm", "--repeats", "1",
+        "--threads", "1", "--avf-hidden", "32", "--avf-x-input", "--avf-grad-samples", "3",
+        "--json", str(out))
+    meta = json.loads(out.read_text())["meta"]
+    assert (meta["avf_x_input"], meta["avf_grad_samples"]) == (True, 3)
 
 
 def speed_module():
@@ -113,6 +118,27 @@ def test_flop_count_sees_the_fused_lstm_and_counts_it_exactly():
     model.zero_grad(set_to_none=True)
     assert plain.uncounted  # the plain count would miss SRNN's recurrence
     assert speed.count_training_flops(model, PriorOnly(), rolls).total > plain.total + forward
+
+def test_speed_procedures_count_what_x_t_and_more_gradient_samples_add():
+    """x_t widens the network's first layer; each extra posterior sample evaluates the
+    likelihood and its gradient again: both add arithmetic to AVF's rows, none to the
+    baseline's."""
+    from avf.models import SRNN
+
+    speed = speed_module()
+    torch.manual_seed(0)
+    model = SRNN(x_dim=5, rnn_dim=7, latent_dim=2, hidden=4, prior_layers=1, decoder_layers=1)
+    rolls = torch.randint(0, 2, (3, 6, 5)).float()
+
+    def flops(**options) -> list[int]:
+        return [speed.count_training_flops(model, inference, rolls).total
+                for inference in speed.procedures(model, 8, **options).values()]
+
+    plain, with_x, sampled = flops(), flops(x_dim=5), flops(grad_samples=4)
+    assert plain[0] == with_x[0] == sampled[0]  # the baseline encoder
+    for k in (1, 2):  # AVF K=1 and K=5
+        assert plain[k] < with_x[k] and plain[k] < sampled[k]
+
 
 TINY = ('[model.options]\nlatent_dim = 2\nobs_dim = 2\n'
         '[inference.options]\niterations = 1\nhidden = 8\nlayers = 1\n'
