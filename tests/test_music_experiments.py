@@ -301,6 +301,14 @@ def test_tuned_music_configs_add_only_the_regularisers_to_the_fast_ones(path: Pa
     assert tuned.model == fast.model and tuned.inference == fast.inference
 
 
+def test_the_model_agnostic_tuned_config_builds_avf_fed_only_averaged_gradients() -> None:
+    cfg = load_config(MUSIC / "tuned" / "jsb_srnn_avf_k1_tuned.toml")
+    model = build_model(cfg.model)
+    inference = build_inference(cfg.inference, model, observation_size(model))
+    assert isinstance(inference, Iterative)
+    assert (inference.x_dim, inference.grad_samples, inference.iterations) == (0, 8, 1)
+
+
 def test_every_tuned_config_is_shipped() -> None:
     stems = {p.stem for p in (MUSIC / "tuned").glob("*.toml")}
     fast = {p.stem for p in (MUSIC / "fast").glob("*.toml")}
