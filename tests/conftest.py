@@ -42,6 +42,15 @@ def tiny_music_args(songs_file: Path, *more: str) -> list[str]:
     return [arg for item in sets for arg in ("--set", item)]
 
 
+@pytest.fixture
+def songs_file(tmp_path: Path) -> Path:
+    """A tiny music data set (:func:`climbing_songs`) as a JSON song file."""
+    path = tmp_path / "songs.json"
+    path.write_text(json.dumps(climbing_songs({"train": [12] * 8, "valid": [10] * 2,
+                                               "test": [11, 6]}, 40)))
+    return path
+
+
 def music_data_dir() -> Path:
     """The first of $AVF_DATA_DIR and the team's shared data folder that holds the polyphonic
     music (JSB at least), or skip the test saying where it looked."""

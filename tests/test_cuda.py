@@ -27,7 +27,7 @@ from avf.models import DMM, SRNN, SVG, VRNN
 from avf.runs import build, dataset_label
 from avf.training import BEST, Trainer
 from conftest import TINY_MUSIC_RUN, climbing_songs, music_data_dir
-from test_init_from import averaged_weights, songs_file, train_tiny  # noqa: F401 (a fixture)
+from test_init_from import averaged_weights, train_tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -181,7 +181,7 @@ def test_train_evaluate_particles_plot_and_load_a_music_run_on_cuda(tmp_path: Pa
 
 @pytest.mark.filterwarnings("error:RNN module weights are not part of single contiguous")
 def test_fine_tune_across_devices_and_score_another_data_set_on_cuda(tmp_path: Path,
-                                                                     songs_file: Path,  # noqa: F811
+                                                                     songs_file: Path,
                                                                      capsys) -> None:
     """``training.init_from`` reads a run trained on one device into a run on the other (a model
     pretrained on a GPU, fine-tuned on a laptop, or back), and ``avf evaluate --dataset`` scores

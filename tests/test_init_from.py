@@ -14,7 +14,7 @@ from avf.config import load_config
 from avf.datasets import build_training_data
 from avf.runs import build
 from avf.training import BEST, CHECKPOINT, Trainer
-from conftest import climbing_songs, tiny_music_args
+from conftest import tiny_music_args
 
 MUSIC = Path(__file__).resolve().parents[1] / "experiments" / "music"
 
@@ -29,14 +29,6 @@ def averaged_weights(checkpoint: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 def same(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
-
-
-@pytest.fixture
-def songs_file(tmp_path: Path) -> Path:
-    path = tmp_path / "songs.json"
-    path.write_text(json.dumps(climbing_songs({"train": [12] * 8, "valid": [10] * 2,
-                                               "test": [11, 6]}, 40)))
-    return path
 
 
 def train_tiny(run_dir: Path, songs_file: Path, *more: str) -> int:
