@@ -20,7 +20,7 @@ from avf.config import ExperimentConfig, load_config
 from avf.data.batching import Sequences
 from avf.data.file_splits import SPLITS
 from avf.datasets import build_datasets
-from avf.inference.iterative import DEFAULT_ENCODING, DEFAULT_UPDATE
+from avf.inference.iterative import DEFAULT_ENCODING, DEFAULT_GRAD_SAMPLES, DEFAULT_UPDATE
 from avf.training import BEST, CHECKPOINT, load_weights
 
 CONFIG_NAME = "config.toml"
@@ -126,8 +126,8 @@ def describe_inference(cfg: ExperimentConfig) -> str:
         update = options.get("update", DEFAULT_UPDATE)
         if update != DEFAULT_UPDATE:
             words += f", {update} update"
-        samples = options.get("grad_samples", 1)
-        if samples != 1:
+        samples = options.get("grad_samples", DEFAULT_GRAD_SAMPLES)
+        if samples != DEFAULT_GRAD_SAMPLES:
             words += f", {samples}-sample gradients"
     return words
 

@@ -16,6 +16,7 @@ Update = Literal["highway", "learned_step", "residual"]
 Role = Literal["params", "gradient", "data"]
 DEFAULT_ENCODING: Encoding = "signlog"  # why: see BlockEncoder
 DEFAULT_UPDATE: Update = "highway"
+DEFAULT_GRAD_SAMPLES = 1  # one posterior sample behind each gradient, as in the paper
 
 
 def signed_log(x: Tensor) -> Tensor:
@@ -70,7 +71,7 @@ class Iterative(InferenceProcedure):
         layers: int = 2,
         encoding: Encoding = DEFAULT_ENCODING,
         update: Update = DEFAULT_UPDATE,
-        grad_samples: int = 1,
+        grad_samples: int = DEFAULT_GRAD_SAMPLES,
         family: PosteriorFamily | None = None,
         gate_bias: float = 1.0,
     ) -> None:
