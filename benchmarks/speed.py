@@ -33,7 +33,7 @@ from torch.utils.flop_counter import flop_registry
 
 from avf import Iterative, StreamingFilter, backward, filter_sequences
 from avf.data.music import load_music, random_crops
-from avf.inference.iterative import DEFAULT_ENCODING, Encoding
+from avf.inference.iterative import DEFAULT_ENCODING, DEFAULT_GRAD_SAMPLES, Encoding
 from avf.models import DMM, SRNN, VRNN
 
 
@@ -42,7 +42,7 @@ def model_factories() -> dict[str, type[nn.Module]]:
 
 
 def procedures(model: nn.Module, hidden: int, encoding: Encoding = DEFAULT_ENCODING,
-               x_dim: int = 0, grad_samples: int = 1) -> dict[str, nn.Module]:
+               x_dim: int = 0, grad_samples: int = DEFAULT_GRAD_SAMPLES) -> dict[str, nn.Module]:
     """The model's baseline encoder and AVF with K = 1 and 5; ``x_dim > 0`` feeds AVF x_t too
     (the shipped music configs), ``grad_samples`` averages each gradient it is fed over that
     many posterior samples."""
@@ -188,7 +188,7 @@ def main() -> None:
                         help="how AVF's network encodes its inputs (the DMM's config: layernorm)")
     parser.add_argument("--avf-x-input", action="store_true",
                         help="feed AVF x_t beside the gradient (the shipped music configs)")
-    parser.add_argument("--avf-grad-samples", type=int, default=1,
+    parser.add_argument("--avf-grad-samples", type=int, default=DEFAULT_GRAD_SAMPLES,
                         help="posterior samples behind each gradient AVF is fed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -199,13 +199,13 @@ def main() -> None:
     x, source = batch(args.data_dir, seed=0)
     x = x.to(device)
     steps = x.shape[0] * x.shape[1]
+    avf_x_dim = x.shape[-1] if args.avf_x_input else 0
     rows = []
     for name in args.models.split(","):
         torch.manual_seed(0)
         model = model_factories()[name]().to(device)
         baseline_time = baseline_flops = None
         ambiguous = False  # the model itself has layers of AVF's width: no share to report
-        avf_x_dim = x.shape[-1] if args.avf_x_input else 0
         for label, inference in procedures(model, args.avf_hidden, args.avf_encoding,
                                            avf_x_dim, args.avf_grad_samples).items():
             inference = inference.to(device)

@@ -36,9 +36,10 @@ def test_speed_benchmark_writes_rows(tmp_path):
     out = tmp_path / "speed.json"
     run("speed.py", "--data-dir", str(tmp_path / "nothing"), "--models", "dmm",
         "--repeats", "1", "--threads", "1", "--avf-hidden", "32", "--avf-encoding", "layernorm",
-        "--json", str(out))
+        "--avf-x-input", "--avf-grad-samples", "3", "--json", str(out))
     result = json.loads(out.read_text())
     assert result["meta"]["avf_encoding"] == "layernorm"
+    assert (result["meta"]["avf_x_input"], result["meta"]["avf_grad_samples"]) == (True, 3)
     assert result["meta"]["data"] == "random binary rolls"
     rows = result["rows"]
     assert [r["inference"] for r in rows] == ["baseline", "avf_k1", "avf_k5"]
@@ -52,11 +53,6 @@ def test_speed_benchmark_writes_rows(tmp_path):
         "--threads", "1", "--avf-hidden", "200", "--json", str(out))
     rows = json.loads(out.read_text())["rows"]
     assert [r["avf_network_gflop_per_step"] for r in rows] == [None, None, None]
-    run("speed.py", "--data-dir", str(tmp_path / "nothing"), "--models", "dmm", "--repeats", "1",
-        "--threads", "1", "--avf-hidden", "32", "--avf-x-input", "--avf-grad-samples", "3",
-        "--json", str(out))
-    meta = json.loads(out.read_text())["meta"]
-    assert (meta["avf_x_input"], meta["avf_grad_samples"]) == (True, 3)
 
 
 def speed_module():
@@ -118,6 +114,7 @@ def test_flop_count_sees_the_fused_lstm_and_counts_it_exactly():
     model.zero_grad(set_to_none=True)
     assert plain.uncounted  # the plain count would miss SRNN's recurrence
     assert speed.count_training_flops(model, PriorOnly(), rolls).total > plain.total + forward
+
 
 def test_speed_procedures_count_what_x_t_and_more_gradient_samples_add():
     """x_t widens the network's first layer; each extra posterior sample evaluates the
