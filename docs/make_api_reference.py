@@ -3,7 +3,8 @@
     python docs/make_api_reference.py          # rewrite docs/api.md
     python docs/make_api_reference.py --check  # exit 1 if docs/api.md is out of date
 
-The page lists every public name of ``avf``, ``avf.models``, ``avf.inference`` and ``avf.data``
+The page lists every public name of ``avf``, ``avf.models``, ``avf.inference``, ``avf.data`` and
+``avf.nn``
 (their ``__all__``) with its signature and the first paragraph of its docstring, and each class's
 public methods and properties. It is generated so that it cannot drift from the code: a test
 runs ``--check``.
@@ -24,6 +25,7 @@ MODULES = {
     "avf.models": "built-in models",
     "avf.inference": "inference procedures and the interface for your own",
     "avf.data": "data sets and batching",
+    "avf.nn": "network blocks of the built-in models, for your own",
 }
 HEADER = """# API reference
 
@@ -108,8 +110,18 @@ def members(cls: type) -> list[str]:
             lines.append(_item(f"`{name}` (property)", summary(value)))
         elif isinstance(value, (staticmethod, classmethod)) or inspect.isfunction(value):
             func = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
-            lines.append(_item(f"`{signature(func, name)}`", summary(func)))
+            lines.append(_item(f"`{signature(func, name)}`", _avf_summary(cls, name, func)))
     return lines
+
+
+def _avf_summary(cls: type, name: str, func: object) -> str:
+    """``func``'s summary, inherited only from avf's own classes: torch's generic docstrings
+    ("Define the computation performed at every call.") say nothing about the method here."""
+    for base in cls.__mro__:
+        doc = getattr(vars(base).get(name), "__doc__", None)
+        if doc:
+            return summary(func) if base.__module__.startswith("avf") else ""
+    return ""
 
 
 def _item(head: str, text: str) -> str:

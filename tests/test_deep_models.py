@@ -73,6 +73,19 @@ def test_shapes_and_sample_dimensions(name):
     assert x.shape == (B, T, X) and zs.shape == (B, T, Z)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_likelihood_of_sample_dimensions_scores_each_sample_as_alone(name):
+    """The decoders meet the state once and broadcast it over z's samples (avf.nn.concat):
+    scoring S samples at once must give each sample's own score."""
+    model, _ = small(name)
+    state = model.initial_state(B)
+    state = model.transition(state, model.prior(state).sample(), data()[:, 0])
+    z = model.prior(state).sample((3,))
+    together = model.likelihood(z, state).log_prob(data()[:, 1])
+    alone = torch.stack([model.likelihood(z_s, state).log_prob(data()[:, 1]) for z_s in z])
+    torch.testing.assert_close(together, alone)
+
+
 def test_srnn_fused_lstm_gives_the_stepwise_states():
     model, _ = small("srnn")
     x = data()

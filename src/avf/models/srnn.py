@@ -36,6 +36,7 @@ from torch.distributions import Independent, Normal
 from avf.model import StepModel
 from avf.models.observations import LOG_VAR_RANGE, Output, observation, observation_outputs
 from avf.nn.activations import ClippedLeakyReLU, mlp
+from avf.nn.concat import mlp_of_concat
 
 SRNNState = dict[str, Any]
 """``d`` [B, H] (the LSTM's output h), ``c`` [B, H] the LSTM's cell, ``z`` [B, Dz] = z_{t-1};
@@ -102,8 +103,8 @@ class SRNN(StepModel):
         return Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
 
     def likelihood(self, z: Tensor, state: SRNNState) -> Independent:
-        d = state["d"].expand(*z.shape[:-1], self.rnn_dim)
-        out = self.decoder_head(self.decoder(torch.cat([d, z], -1)))
+        # d_t meets the first layer once, not once per sample of z (avf.nn.concat)
+        out = self.decoder_head(mlp_of_concat(self.decoder, [state["d"], z]))
         return observation(out, self.output, self.bin_width if self.discretized else None,
                            self.log_var_range)
 

@@ -26,6 +26,7 @@ from torch.distributions import Independent, Normal
 from avf.model import StepModel
 from avf.models.observations import LOG_VAR_RANGE, Output, observation, observation_outputs
 from avf.nn.activations import mlp
+from avf.nn.concat import mlp_of_concat
 
 VRNNState = dict[str, Tensor]
 """``h`` [B, H] = h_{t-1}; with ``rnn="lstm"`` also ``c`` [B, H], the LSTM's cell."""
@@ -87,8 +88,7 @@ class VRNN(StepModel):
         return Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
 
     def likelihood(self, z: Tensor, state: VRNNState) -> Independent:
-        h = state["h"].expand(*z.shape[:-1], self.rnn_dim)
-        out = self.decoder_head(self.decoder(torch.cat([self.phi_z(z), h], -1)))
+        out = self.decoder_head(mlp_of_concat(self.decoder, [self.phi_z(z), state["h"]]))
         return observation(out, self.output, self.bin_width if self.discretized else None,
                            self.log_var_range)
 

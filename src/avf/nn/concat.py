@@ -1,0 +1,39 @@
+"""An MLP on a concatenation of inputs whose leading dimensions differ, without expanding them.
+
+A decoder reads [context, z]: the context (SRNN's d_t, VRNN's h_t) has one row per sequence
+[B, C], while z may carry sample dimensions [S, B, Dz] (AVF's gradients averaged over S
+samples). Expanding the context to [S, B, C] and concatenating multiplies it by the first layer's
+weights S times, and its backward pass does it again. Splitting the first layer's weight by
+columns, W [c; z] + b = W_c c + W_z z + b, computes the context's share once and lets it
+broadcast over the samples: the same function of the same parameters (equal up to the order of
+floating-point sums), with the expanded copies' multiply-adds saved.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def linear_of_concat(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
+    """``layer(torch.cat(parts, -1))`` with the parts broadcast against each other instead of
+    expanded: each part meets only its own columns of the weight."""
+    widths = [part.shape[-1] for part in parts]
+    if sum(widths) != layer.in_features:
+        raise ValueError(f"the parts' widths {widths} add up to {sum(widths)}, but the layer "
+                         f"takes {layer.in_features} inputs")
+    out = None
+    for weight, part in zip(layer.weight.split(widths, dim=1), parts, strict=True):
+        term = nn.functional.linear(part, weight)
+        out = term if out is None else out + term
+    return out if layer.bias is None else out + layer.bias
+
+
+def mlp_of_concat(net: nn.Sequential, parts: list[Tensor]) -> Tensor:
+    """``net(torch.cat(parts, -1))`` for an MLP from :func:`avf.nn.mlp`, its first layer applied
+    by :func:`linear_of_concat`; ``parts`` may differ in leading dimensions that broadcast (one
+    part [B, C], another [S, B, D])."""
+    if len(net) == 0 or not isinstance(net[0], nn.Linear):  # the identity: concatenate as is
+        lead = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
+        return torch.cat([part.expand(*lead, part.shape[-1]) for part in parts], -1)
+    return net[1:](linear_of_concat(net[0], parts))
