@@ -60,6 +60,9 @@ class Iterative(InferenceProcedure):
 
     Model-agnostic by default: its inputs are the posterior parameters and the free-energy
     gradient, which have the same form whatever the model. ``x_dim > 0`` adds x_t as an input.
+    ``grad_samples`` averages each gradient input over that many reparameterised samples of q:
+    a less noisy gradient for one more decoder pass (forward and back to z) per sample; it
+    matters without x_t and not with it (BENCHMARKS.md 5.23, 5.24).
     """
 
     def __init__(
