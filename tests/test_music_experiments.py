@@ -269,7 +269,8 @@ def test_every_fast_config_is_shipped() -> None:
     stems = {p.stem for p in (MUSIC / "fast").glob("*.toml")}
     assert stems == {f"{d}_srnn_{i}_fast" for d in ("jsb", "nottingham", "musedata", "piano")
                      for i in ("baseline", "avf_k1_x")} | {"jsb_srnn_avf_k5_x_fast",
-                                                           "jsb_srnn_avf_k1_fast"}
+                                                           "jsb_srnn_avf_k1_fast",
+                                                           "piano_srnn_avf_k1_fast"}
 
 
 @pytest.mark.parametrize("path", sorted((MUSIC / "tuned").glob("*.toml")), ids=lambda p: p.stem)
@@ -301,8 +302,9 @@ def test_tuned_music_configs_add_only_the_regularisers_to_the_fast_ones(path: Pa
     assert tuned.model == fast.model and tuned.inference == fast.inference
 
 
-def test_the_model_agnostic_tuned_config_builds_avf_fed_only_averaged_gradients() -> None:
-    cfg = load_config(MUSIC / "tuned" / "jsb_srnn_avf_k1_tuned.toml")
+@pytest.mark.parametrize("dataset", ["jsb", "piano"])
+def test_the_model_agnostic_tuned_configs_build_avf_fed_only_averaged_gradients(dataset) -> None:
+    cfg = load_config(MUSIC / "tuned" / f"{dataset}_srnn_avf_k1_tuned.toml")
     model = build_model(cfg.model)
     inference = build_inference(cfg.inference, model, observation_size(model))
     assert isinstance(inference, Iterative)
