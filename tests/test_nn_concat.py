@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from avf.nn import ClippedLeakyReLU, linear_of_concat, mlp, mlp_of_concat
+from avf.nn.concat import _nothing_repeats
 
 
 def expanded_cat(parts):
@@ -12,15 +13,17 @@ def expanded_cat(parts):
     return torch.cat([p.expand(*lead, p.shape[-1]) for p in parts], -1)
 
 
+@pytest.mark.parametrize("samples", [1, 6])  # 1: the concatenation; 6: the split layer
 @pytest.mark.parametrize("layers", [0, 1, 2])
-def test_mlp_of_concat_matches_the_expanded_concatenation_and_its_gradients(layers):
+def test_mlp_of_concat_matches_the_expanded_concatenation_and_its_gradients(layers, samples):
     torch.manual_seed(0)
     net = mlp(5 + 3, 7, layers, ClippedLeakyReLU).double()
     context = torch.randn(4, 5, dtype=torch.double, requires_grad=True)  # [B, C]
-    z = torch.randn(6, 4, 3, dtype=torch.double, requires_grad=True)  # [S, B, Dz]
+    z = torch.randn(samples, 4, 3, dtype=torch.double, requires_grad=True)  # [S, B, Dz]
+    assert _nothing_repeats([context, z]) == (samples == 1)  # which path this case takes
     split = mlp_of_concat(net, [context, z])
     whole = net(expanded_cat([context, z]))
-    assert split.shape == whole.shape == (6, 4, 7 if layers else 8)
+    assert split.shape == whole.shape == (samples, 4, 7 if layers else 8)
     torch.testing.assert_close(split, whole)
     weights = torch.randn_like(whole)
     params = [context, z, *net.parameters()]

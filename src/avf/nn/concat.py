@@ -8,8 +8,8 @@ columns, W [c; z] + b = W_c c + W_z z + b, computes the context's share once and
 broadcast over the samples: the same function of the same parameters (equal up to the order of
 floating-point sums), with the expanded copies' multiply-adds saved.
 
-Where the parts' leading dimensions already agree (one sample), nothing is repeated, and one
-concatenation with one matrix multiply is the faster way: the split's two multiplies with column
+Where broadcasting repeats no part (one sample: z [1, B, Dz] beside [B, C]), one
+concatenation with one matrix multiply is faster: the split's two multiplies with column
 slices of the weight, and the slices' gradients scattered back into the whole weight, cost about
 half as much again as the decoder's layer itself on a CPU (SRNN's music decoder, batch 16).
 """
@@ -27,8 +27,8 @@ def linear_of_concat(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
     if sum(widths) != layer.in_features:
         raise ValueError(f"the parts' widths {widths} add up to {sum(widths)}, but the layer "
                          f"takes {layer.in_features} inputs")
-    if _same_leading_shape(parts):  # nothing to broadcast: the fast path
-        return layer(torch.cat(parts, -1))
+    if _nothing_repeats(parts):  # the fast path
+        return layer(_expanded_cat(parts))
     out = None
     for weight, part in zip(layer.weight.split(widths, dim=1), parts, strict=True):
         term = nn.functional.linear(part, weight)
@@ -40,11 +40,8 @@ def mlp_of_concat(net: nn.Sequential, parts: list[Tensor]) -> Tensor:
     """``net(torch.cat(parts, -1))`` for an MLP from :func:`avf.nn.mlp`, its first layer applied
     by :func:`linear_of_concat`; ``parts`` may differ in leading dimensions that broadcast (one
     part [B, C], another [S, B, D])."""
-    if _same_leading_shape(parts):
-        return net(torch.cat(parts, -1))
-    if len(net) == 0 or not isinstance(net[0], nn.Linear):  # the identity: concatenate as is
-        lead = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
-        return net(torch.cat([part.expand(*lead, part.shape[-1]) for part in parts], -1))
+    if _nothing_repeats(parts) or len(net) == 0 or not isinstance(net[0], nn.Linear):
+        return net(_expanded_cat(parts))  # nothing to save, or no first layer to split
     layers = iter(net)  # not net[1:], which builds a new Sequential at every call
     out = linear_of_concat(next(layers), parts)
     for layer in layers:
@@ -52,5 +49,13 @@ def mlp_of_concat(net: nn.Sequential, parts: list[Tensor]) -> Tensor:
     return out
 
 
-def _same_leading_shape(parts: list[Tensor]) -> bool:
-    return all(part.shape[:-1] == parts[0].shape[:-1] for part in parts[1:])
+def _expanded_cat(parts: list[Tensor]) -> Tensor:
+    lead = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
+    return torch.cat([part.expand(*lead, part.shape[-1]) for part in parts], -1)
+
+
+def _nothing_repeats(parts: list[Tensor]) -> bool:
+    """Whether broadcasting the parts against each other repeats none of them (equal leading
+    shapes, or only dimensions of size 1 added, as for one sample [1, B, D] beside [B, C])."""
+    lead = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
+    return all(part.shape[:-1].numel() == lead.numel() for part in parts)
