@@ -154,6 +154,19 @@ def trained_run(tmp_path):
     return config, run_dir
 
 
+def test_gradient_inputs_times_both_ways_and_finds_the_same_gradient(tmp_path):
+    out = tmp_path / "gi.json"
+    table = run("gradient_inputs.py", "--rounds", "1", "--calls", "2", "--hidden", "16",
+                "--batch", "4", "--json", str(out))
+    assert "closed form" in table
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["path"], r["samples"]) for r in rows] == [
+        ("evaluation", 1), ("evaluation", 8), ("training", 1), ("training", 8)]
+    for r in rows:
+        assert r["autograd_us"] > 0 and r["closed_form_us"] > 0
+        assert 0 < r["max_abs_difference"] < 1e-5  # the KL's gradient is not zero there
+
+
 def test_runs_table_collects_a_trained_run(tmp_path):
     _, run_dir = trained_run(tmp_path)
     out = tmp_path / "rows.json"

@@ -46,18 +46,22 @@ class StepProblem:
 
         When ``params`` is part of a training graph, the returned terms keep that graph so the
         same forward pass serves the inference loss. Otherwise autograd is enabled locally (AVF
-        needs gradients at test time too) and nothing is kept.
+        needs gradients at test time too) and nothing is kept. Where the posterior family has
+        the KL's gradient in closed form (a diagonal Gaussian against a diagonal Gaussian
+        prior), autograd goes back through the reconstruction term alone.
         """
         problem = self if n_samples is None else _with_samples(self, n_samples)
-        if torch.is_grad_enabled() and params.requires_grad:
-            terms = problem.evaluate(params)
-            (grad,) = torch.autograd.grad(terms.objective.sum(), params, retain_graph=True)
-            return terms, grad
+        kl_grad = self.family.kl_gradient(params, self.prior)
+        training = torch.is_grad_enabled() and params.requires_grad
         with torch.enable_grad():
-            leaf = params.detach().requires_grad_(True)
+            leaf = params if training else params.detach().requires_grad_(True)
             terms = problem.evaluate(leaf)
-            (grad,) = torch.autograd.grad(terms.objective.sum(), leaf)
-        return _detached(terms), grad
+            if kl_grad is None:  # no closed form for this family and prior: autograd
+                (grad,) = torch.autograd.grad(terms.objective.sum(), leaf, retain_graph=training)
+            else:  # only the reconstruction term goes back through the model
+                (grad,) = torch.autograd.grad(terms.recon.sum(), leaf, retain_graph=training)
+                grad = grad + self.beta * kl_grad
+        return (terms, grad) if training else (_detached(terms), grad)
 
 
 def _with_samples(problem: StepProblem, n_samples: int) -> StepProblem:
