@@ -5,7 +5,7 @@ from avf.discretized import DiscretizedNormal, discretized
 from avf.filtering import FilterOutput, backward, filter_sequences, filter_step
 from avf.inference import Direct, GradientDescent, Iterative, PriorOnly
 from avf.model import StepModel, sample_sequences
-from avf.posteriors import DiagonalGaussian
+from avf.posteriors import DiagonalGaussian, PosteriorFamily
 from avf.runs import Run, load_run
 from avf.streaming import StreamingFilter, StreamStep
 from avf.training import TrainConfig, Trainer
@@ -23,6 +23,7 @@ __all__ = [
     "GradientDescent",
     "Iterative",
     "NonFiniteError",
+    "PosteriorFamily",
     "PriorOnly",
     "Run",
     "StepModel",

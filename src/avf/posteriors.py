@@ -74,10 +74,13 @@ class DiagonalGaussian(PosteriorFamily):
         return list(self.split(params))
 
     def kl_gradient(self, params: Tensor, prior: Distribution) -> Tensor | None:
-        """For a diagonal Gaussian prior N(m, s²): ∂KL/∂mean = (mean − m)/s² and
-        ∂KL/∂log_var = (exp(log_var)/s² − 1)/2, zero where the log-variance is clamped (as the
-        clamp's own gradient is). AVF needs this gradient at every step and iteration; written
-        out, it costs a few elementwise operations instead of the KL's backward pass."""
+        """∇_λ KL(q_λ ‖ prior) for a diagonal Gaussian prior N(m, s²), else None.
+
+        ∂KL/∂mean = (mean − m)/s² and ∂KL/∂log_var = (exp(log_var)/s² − 1)/2, zero where the
+        log-variance is clamped (as the clamp's own gradient is). AVF needs this gradient at
+        every step and iteration; written out, it costs a few elementwise operations instead of
+        the KL's backward pass.
+        """
         if not (isinstance(prior, Independent) and isinstance(prior.base_dist, Normal)
                 and prior.reinterpreted_batch_ndims == 1):
             return None
