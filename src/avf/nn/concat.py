@@ -16,6 +16,8 @@ music decoder (batch 16, one sample) took about 1.5 times as long forward and ba
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -51,12 +53,26 @@ def mlp_of_concat(net: nn.Sequential, parts: list[Tensor]) -> Tensor:
 
 
 def _expanded_cat(parts: list[Tensor]) -> Tensor:
-    lead = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
+    lead = _leading_shape(parts)
     return torch.cat([part.expand(*lead, part.shape[-1]) for part in parts], -1)
 
 
 def _nothing_repeats(parts: list[Tensor]) -> bool:
     """Whether broadcasting the parts against each other repeats none of them (equal leading
     shapes, or only dimensions of size 1 added, as for one sample [1, B, D] beside [B, C])."""
-    lead = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
-    return all(part.shape[:-1].numel() == lead.numel() for part in parts)
+    size = math.prod(_leading_shape(parts))
+    return all(part.shape[:-1].numel() == size for part in parts)
+
+
+def _leading_shape(parts: list[Tensor]) -> list[int]:
+    """The parts' leading dimensions broadcast, in plain Python: it runs at every decoder call,
+    where ``torch.broadcast_shapes`` cost more than the arithmetic it decides on (shapes that
+    do not broadcast fail in ``expand`` or in the sum)."""
+    rank = max(part.dim() for part in parts) - 1
+    lead = [1] * rank
+    for part in parts:
+        shape = part.shape[:-1]
+        for i, size in enumerate(shape, rank - len(shape)):
+            if size != 1:
+                lead[i] = size
+    return lead
