@@ -9,6 +9,8 @@ which is what the time ratio tends to on hardware where arithmetic, not overhead
 and the part of them in AVF's network (the multiplies with an operand of ``--avf-hidden`` units).
 Uses JSB crops when the data is found (``--data-dir`` /
 ``AVF_DATA_DIR``), else random binary rolls of the same shape (said in the output).
+``--rounds R`` times the procedures in turn R times (``--repeats`` updates each time) and takes
+each one's median over all of them, so that a machine whose speed drifts slows them alike.
 
     python benchmarks/speed.py --data-dir ../shared/data
 """
@@ -71,8 +73,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training(model: nn.Module, inference: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Seconds per training iteration (median of ``repeats`` after one warm-up)."""
+def training_times(model: nn.Module, inference: nn.Module, x: torch.Tensor,
+                   repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` training iterations, after one warm-up."""
     opts = [torch.optim.Adam(model.parameters(), lr=1e-4),
             torch.optim.Adam(inference.parameters(), lr=1e-4)]
     times = []
@@ -88,7 +91,20 @@ def time_training(model: nn.Module, inference: nn.Module, x: torch.Tensor, repea
         sync(x.device)
         if i > 0:
             times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return times
+
+
+def interleaved_times(model: nn.Module, inferences: dict[str, nn.Module], x: torch.Tensor,
+                      repeats: int, rounds: int) -> dict[str, float]:
+    """Median seconds per training iteration of each procedure, timed in ``rounds`` rounds of
+    ``repeats`` iterations that take the procedures in turn: on a machine whose speed drifts
+    (other work on a shared VM), every procedure then sees the same drift, and the ratios
+    to the baseline keep less of it than when each procedure is timed in one block."""
+    samples: dict[str, list[float]] = {label: [] for label in inferences}
+    for _ in range(rounds):
+        for label, inference in inferences.items():
+            samples[label] += training_times(model, inference, x, repeats)
+    return {label: sorted(t)[len(t) // 2] for label, t in samples.items()}
 
 
 class MatmulFlops(TorchDispatchMode):
@@ -182,6 +198,8 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--models", default="srnn,vrnn,dmm")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time the procedures in turn this many times, repeats each time")
     parser.add_argument("--avf-hidden", type=int, default=1024,
                         help="width of AVF's two highway layers (the paper's is 1024)")
     parser.add_argument("--avf-encoding", default=DEFAULT_ENCODING, choices=get_args(Encoding),
@@ -206,10 +224,11 @@ def main() -> None:
         model = model_factories()[name]().to(device)
         baseline_time = baseline_flops = None
         ambiguous = False  # the model itself has layers of AVF's width: no share to report
-        for label, inference in procedures(model, args.avf_hidden, args.avf_encoding,
-                                           avf_x_dim, args.avf_grad_samples).items():
-            inference = inference.to(device)
-            seconds = time_training(model, inference, x, args.repeats)
+        inferences = {label: inference.to(device) for label, inference in procedures(
+            model, args.avf_hidden, args.avf_encoding, avf_x_dim, args.avf_grad_samples).items()}
+        train_seconds = interleaved_times(model, inferences, x, args.repeats, args.rounds)
+        for label, inference in inferences.items():
+            seconds = train_seconds[label]
             counter = count_training_flops(model, inference, x)
             flops = counter.total
             baseline_time = seconds if label == "baseline" else baseline_time
@@ -241,7 +260,7 @@ def main() -> None:
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "avf_hidden": args.avf_hidden, "avf_encoding": args.avf_encoding,
             "avf_x_input": args.avf_x_input, "avf_grad_samples": args.avf_grad_samples,
-            "repeats": args.repeats, "platform": platform.platform(),
+            "repeats": args.repeats, "rounds": args.rounds, "platform": platform.platform(),
             "torch": torch.__version__, "python": platform.python_version()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

@@ -50,9 +50,10 @@ def test_speed_benchmark_writes_rows(tmp_path):
     assert 0 < rows[1]["avf_network_gflop_per_step"] < rows[1]["train_gflop_per_step"]
     # at the width of the DMM's own transition layers the network's share cannot be told apart
     run("speed.py", "--data-dir", str(tmp_path / "nothing"), "--models", "dmm", "--repeats", "1",
-        "--threads", "1", "--avf-hidden", "200", "--json", str(out))
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["avf_network_gflop_per_step"] for r in rows] == [None, None, None]
+        "--rounds", "2", "--threads", "1", "--avf-hidden", "200", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert [r["avf_network_gflop_per_step"] for r in result["rows"]] == [None, None, None]
+    assert result["meta"]["rounds"] == 2
 
 
 def speed_module():
