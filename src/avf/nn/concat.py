@@ -9,9 +9,9 @@ broadcast over the samples: the same function of the same parameters (equal up t
 floating-point sums), with the expanded copies' multiply-adds saved.
 
 Where broadcasting repeats no part (one sample: z [1, B, Dz] beside [B, C]), one
-concatenation with one matrix multiply is faster: with the split's two multiplies by column
-slices of the weight, and the slices' gradients scattered back into the whole weight, SRNN's
-music decoder (batch 16, one sample) took about 1.5 times as long forward and back on a CPU.
+concatenation with one matrix multiply is faster: the split's two multiplies by column slices
+of the weight, and the slices' gradients scattered back into the whole weight, made SRNN's music
+decoder slower forward and back on a CPU with one sample.
 """
 
 from __future__ import annotations
