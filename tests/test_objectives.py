@@ -103,6 +103,17 @@ def test_kl_gradient_has_no_closed_form_against_a_full_covariance_prior():
     assert DiagonalGaussian().kl_gradient(torch.zeros(2, 6), prior) is None
 
 
+def test_a_subclass_that_maps_parameters_its_own_way_gets_autograd_not_the_closed_form():
+    class SoftplusScale(DiagonalGaussian):
+        def distribution(self, params):
+            mean, raw = self.split(params)
+            return Independent(Normal(mean, torch.nn.functional.softplus(raw)), 1)
+
+    prior = Independent(Normal(torch.zeros(2, 3), torch.ones(2, 3)), 1)
+    assert DiagonalGaussian().kl_gradient(torch.ones(2, 6), prior) is not None
+    assert SoftplusScale().kl_gradient(torch.ones(2, 6), prior) is None
+
+
 def test_gradient_with_the_closed_form_kl_matches_autograd_and_finite_differences():
     """A diagonal prior (SRNN) takes the closed-form KL gradient, with β ≠ 1 and several
     samples: the same gradient as autograd through the whole objective, in evaluation and in

@@ -73,6 +73,12 @@ class DiagonalGaussian(PosteriorFamily):
     def blocks(self, params: Tensor) -> list[Tensor]:
         return list(self.split(params))
 
+    def _reparameterised(self) -> bool:
+        """Whether a subclass maps λ to q differently, which the closed form would not know."""
+        cls = type(self)
+        return (cls.distribution is not DiagonalGaussian.distribution
+                or cls.split is not DiagonalGaussian.split)
+
     def kl_gradient(self, params: Tensor, prior: Distribution) -> Tensor | None:
         """∇_λ KL(q_λ ‖ prior) for a diagonal Gaussian prior N(m, s²), else None.
 
@@ -82,7 +88,7 @@ class DiagonalGaussian(PosteriorFamily):
         the KL's backward pass.
         """
         if not (isinstance(prior, Independent) and isinstance(prior.base_dist, Normal)
-                and prior.reinterpreted_batch_ndims == 1):
+                and prior.reinterpreted_batch_ndims == 1) or self._reparameterised():
             return None
         mean, log_var = self.split(params.detach())
         p_mean, p_var = prior.base_dist.loc.detach(), prior.base_dist.scale.detach().square()
