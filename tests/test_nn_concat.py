@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from avf.nn import ClippedLeakyReLU, linear_of_concat, mlp, mlp_of_concat
-from avf.nn.concat import _nothing_repeats
+from avf.nn.concat import _leading_shape, _nothing_repeats
 
 
 def expanded_cat(parts):
@@ -20,7 +20,8 @@ def test_mlp_of_concat_matches_the_expanded_concatenation_and_its_gradients(laye
     net = mlp(5 + 3, 7, layers, ClippedLeakyReLU).double()
     context = torch.randn(4, 5, dtype=torch.double, requires_grad=True)  # [B, C]
     z = torch.randn(samples, 4, 3, dtype=torch.double, requires_grad=True)  # [S, B, Dz]
-    assert _nothing_repeats([context, z]) == (samples == 1)  # which path this case takes
+    parts = [context, z]
+    assert _nothing_repeats(parts, _leading_shape(parts)) == (samples == 1)  # the path taken
     split = mlp_of_concat(net, [context, z])
     whole = net(expanded_cat([context, z]))
     assert split.shape == whole.shape == (samples, 4, 7 if layers else 8)

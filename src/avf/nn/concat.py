@@ -26,12 +26,38 @@ def linear_of_concat(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
     """``layer(torch.cat(parts, -1))`` with the parts broadcast against each other instead of
     expanded where broadcasting would repeat one: each part meets only its own columns of the
     weight."""
+    widths = _checked_widths(layer, parts)
+    lead = _leading_shape(parts)
+    if _nothing_repeats(parts, lead):  # the fast path
+        return layer(_expanded_cat(parts, lead))
+    return _split_linear(layer, parts, widths)
+
+
+def mlp_of_concat(net: nn.Sequential, parts: list[Tensor]) -> Tensor:
+    """``net(torch.cat(parts, -1))`` for an MLP from :func:`avf.nn.mlp`, its first layer applied
+    by :func:`linear_of_concat`; ``parts`` may differ in leading dimensions that broadcast (one
+    part [B, C], another [S, B, D])."""
+    lead = _leading_shape(parts)
+    if _nothing_repeats(parts, lead) or len(net) == 0 or not isinstance(net[0], nn.Linear):
+        return net(_expanded_cat(parts, lead))  # nothing to save, or no first layer to split
+    layers = iter(net)  # not net[1:], which builds a new Sequential at every call
+    first = next(layers)
+    out = _split_linear(first, parts, _checked_widths(first, parts))
+    for layer in layers:
+        out = layer(out)
+    return out
+
+
+def _checked_widths(layer: nn.Linear, parts: list[Tensor]) -> list[int]:
     widths = [part.shape[-1] for part in parts]
     if sum(widths) != layer.in_features:
         raise ValueError(f"the parts' widths {widths} add up to {sum(widths)}, but the layer "
                          f"takes {layer.in_features} inputs")
-    if _nothing_repeats(parts):  # the fast path
-        return layer(_expanded_cat(parts))
+    return widths
+
+
+def _split_linear(layer: nn.Linear, parts: list[Tensor], widths: list[int]) -> Tensor:
+    """Σ_i W_i part_i + b, each part with its own columns W_i of the weight, broadcast."""
     out = None
     for weight, part in zip(layer.weight.split(widths, dim=1), parts, strict=True):
         term = nn.functional.linear(part, weight)
@@ -39,28 +65,15 @@ def linear_of_concat(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
     return out if layer.bias is None else out + layer.bias
 
 
-def mlp_of_concat(net: nn.Sequential, parts: list[Tensor]) -> Tensor:
-    """``net(torch.cat(parts, -1))`` for an MLP from :func:`avf.nn.mlp`, its first layer applied
-    by :func:`linear_of_concat`; ``parts`` may differ in leading dimensions that broadcast (one
-    part [B, C], another [S, B, D])."""
-    if _nothing_repeats(parts) or len(net) == 0 or not isinstance(net[0], nn.Linear):
-        return net(_expanded_cat(parts))  # nothing to save, or no first layer to split
-    layers = iter(net)  # not net[1:], which builds a new Sequential at every call
-    out = linear_of_concat(next(layers), parts)
-    for layer in layers:
-        out = layer(out)
-    return out
-
-
-def _expanded_cat(parts: list[Tensor]) -> Tensor:
-    lead = _leading_shape(parts)
+def _expanded_cat(parts: list[Tensor], lead: list[int]) -> Tensor:
     return torch.cat([part.expand(*lead, part.shape[-1]) for part in parts], -1)
 
 
-def _nothing_repeats(parts: list[Tensor]) -> bool:
-    """Whether broadcasting the parts against each other repeats none of them (equal leading
-    shapes, or only dimensions of size 1 added, as for one sample [1, B, D] beside [B, C])."""
-    size = math.prod(_leading_shape(parts))
+def _nothing_repeats(parts: list[Tensor], lead: list[int]) -> bool:
+    """Whether broadcasting the parts to the leading shape ``lead`` repeats none of them (equal
+    leading shapes, or only dimensions of size 1 added, as for one sample [1, B, D] beside
+    [B, C])."""
+    size = math.prod(lead)
     return all(part.shape[:-1].numel() == size for part in parts)
 
 
