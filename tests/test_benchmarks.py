@@ -518,3 +518,21 @@ def test_music_overlap_finds_a_test_song_that_is_also_in_training(tmp_path):
                 "--min-notes", "2", "--transposed", "--out", str(out))
     (row,) = json.loads(out.read_text())["rows"]
     assert row["found"] == row["windows"] and "in 2 of 2 test songs" in again  # any key
+
+
+def test_gradient_noise_falls_with_samples_and_antithetic_pairs_are_exact_when_linear(tmp_path):
+    _, run_dir = trained_run(tmp_path)  # linear-Gaussian: ∇_mean F_t is linear in z
+    out = tmp_path / "noise.json"
+    table = run("gradient_noise.py", str(run_dir), "--sequences", "2", "--every", "1",
+                "--reference-samples", "4096", "--repeats", "64",
+                "--estimators", "iid:1,iid:8,antithetic:2", "--json", str(out))
+    assert "| tiny | antithetic | 2 |" in table
+    (result,) = json.loads(out.read_text())
+    assert result["steps"] == 3
+    err = {(r["estimator"], r["samples"]): r for r in result["rows"]}
+    # independent samples: the error falls as 1/S (8× here, within the noise of 64 repeats)
+    ratio = err["iid", 1]["relative_error_all"] / err["iid", 8]["relative_error_all"]
+    assert 4 < ratio < 16
+    # a pair (ε, −ε) gets the mean's gradient exactly; what is left is the reference's own noise
+    assert err["antithetic", 2]["relative_error_mean"] < 0.01 * err["iid", 1]["relative_error_mean"]
+    assert err["antithetic", 2]["relative_error_log_var"] > 0  # the variance's is quadratic in z

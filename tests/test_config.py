@@ -261,7 +261,10 @@ def test_synthetic_data_from_a_randomly_initialised_model_ignore_the_global_rng(
       "iterative K=5 + x_t, layernorm"),
      ({"name": "iterative", "options": {"iterations": 1, "update": "learned_step",
                                         "grad_samples": 8}},
-      "iterative K=1, learned_step update, 8-sample gradients")])
+      "iterative K=1, learned_step update, 8-sample gradients"),
+     ({"name": "iterative", "options": {"iterations": 1, "grad_samples": 8,
+                                        "antithetic": True}},
+      "iterative K=1, 8-sample antithetic gradients")])
 def test_run_tables_describe_the_inference_procedure(inference, words) -> None:
     from avf.runs import describe_inference
 

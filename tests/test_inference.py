@@ -104,6 +104,10 @@ def test_bad_options_are_refused():
         Iterative(2, encoding="batchnorm")
     with pytest.raises(ValueError, match="update"):
         Iterative(2, update="adam")
+    with pytest.raises(ValueError, match="grad_samples must be at least 1"):
+        Iterative(2, grad_samples=0)
+    with pytest.raises(ValueError, match="grad_samples must be even"):
+        Iterative(2, grad_samples=3, antithetic=True)
     with pytest.raises(ValueError, match="optimizer"):
         GradientDescent(optimizer="lbfgs")
 
@@ -133,3 +137,28 @@ def test_the_residual_update_starts_at_the_prior_and_then_learns(binary_data):
     out.inference_loss.backward(inputs=list(inference.parameters()))
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in
                (inference.output.weight, inference.output.bias))
+
+
+def test_antithetic_gradient_samples_reach_the_update_and_train(binary_data, monkeypatch):
+    import avf.objectives
+
+    drawn = []
+    pairs = avf.objectives.antithetic_rsample
+
+    def spy(q, n_samples):
+        z = pairs(q, n_samples)
+        drawn.append(z)
+        return z
+
+    monkeypatch.setattr(avf.objectives, "antithetic_rsample", spy)
+    torch.manual_seed(0)
+    model = TinyDeepModel()
+    inference = Iterative(3, iterations=2, hidden=16, grad_samples=4, antithetic=True)
+    out = filter_sequences(model, inference, binary_data)
+    steps = binary_data.shape[1]
+    assert len(drawn) == 2 * steps  # one gradient input per iteration and step
+    for z in drawn:
+        assert z.shape[0] == 4
+        torch.testing.assert_close(z[:2] + z[2:], 2 * z.mean(0, keepdim=True).expand(2, -1, -1))
+    out.inference_loss.backward()
+    assert all(p.grad is not None for p in inference.parameters())

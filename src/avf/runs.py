@@ -112,7 +112,8 @@ def describe_inference(cfg: ExperimentConfig) -> str:
     """The inference procedure in a few words, as run tables name it: ``"baseline"`` or, for
     the iterative model, its iterations, whether it reads x_t, and its gradient encoding, update
     and samples per gradient where they are not the defaults
-    (``"iterative K=1 + x_t, layernorm"``, ``"iterative K=1, 8-sample gradients"``)."""
+    (``"iterative K=1 + x_t, layernorm"``, ``"iterative K=1, 8-sample gradients"``,
+    ``"iterative K=1, 8-sample antithetic gradients"``)."""
     options = cfg.inference.options
     words = cfg.inference.name
     if options.get("iterations"):
@@ -127,7 +128,9 @@ def describe_inference(cfg: ExperimentConfig) -> str:
         if update != DEFAULT_UPDATE:
             words += f", {update} update"
         samples = options.get("grad_samples", DEFAULT_GRAD_SAMPLES)
-        if samples != DEFAULT_GRAD_SAMPLES:
+        if options.get("antithetic"):
+            words += f", {samples}-sample antithetic gradients"
+        elif samples != DEFAULT_GRAD_SAMPLES:
             words += f", {samples}-sample gradients"
     return words
 

@@ -29,20 +29,25 @@ class StepProblem:
     family: PosteriorFamily
     beta: float = 1.0
     n_samples: int = 1
+    antithetic: bool = False  # draw the samples in pairs (ε, −ε)
 
     def evaluate(self, params: Tensor) -> StepTerms:
         """F_t at λ = ``params``."""
         q = self.family.distribution(params)
-        return step_terms(self.model, self.state, self.prior, self.x, q, self.n_samples, self.beta)
+        return step_terms(self.model, self.state, self.prior, self.x, q, self.n_samples,
+                          self.beta, self.antithetic)
 
     def prior_params(self) -> Tensor:
         """λ of the prediction (the posterior family's fit to the prior)."""
         return self.family.params_from(self.prior).detach()
 
     def value_and_gradient(
-        self, params: Tensor, n_samples: int | None = None
+        self, params: Tensor, n_samples: int | None = None, antithetic: bool = False
     ) -> tuple[StepTerms, Tensor]:
         """F_t(λ) and ∇_λ F_t as a constant (no second-order terms).
+
+        With ``n_samples`` (or ``antithetic``) this estimate draws that many samples (or the
+        problem's number), independent or in pairs (ε, −ε), instead of the problem's own.
 
         When ``params`` is part of a training graph, the returned terms keep that graph so the
         same forward pass serves the inference loss. Otherwise autograd is enabled locally (AVF
@@ -50,7 +55,9 @@ class StepProblem:
         the KL's gradient in closed form (a diagonal Gaussian against a diagonal Gaussian
         prior), autograd goes back through the reconstruction term alone.
         """
-        problem = self if n_samples is None else _with_samples(self, n_samples)
+        problem = self
+        if n_samples is not None or antithetic:
+            problem = _with_samples(self, n_samples or self.n_samples, antithetic)
         kl_grad = self.family.kl_gradient(params, self.prior)
         training = torch.is_grad_enabled() and params.requires_grad
         with torch.enable_grad():
@@ -64,9 +71,9 @@ class StepProblem:
         return (terms, grad) if training else (_detached(terms), grad)
 
 
-def _with_samples(problem: StepProblem, n_samples: int) -> StepProblem:
+def _with_samples(problem: StepProblem, n_samples: int, antithetic: bool) -> StepProblem:
     return StepProblem(problem.model, problem.state, problem.prior, problem.x, problem.family,
-                       problem.beta, n_samples)
+                       problem.beta, n_samples, antithetic)
 
 
 def _detached(terms: StepTerms) -> StepTerms:

@@ -62,7 +62,9 @@ class Iterative(InferenceProcedure):
     gradient, which have the same form whatever the model. ``x_dim > 0`` adds x_t as an input.
     ``grad_samples`` averages each gradient input over that many reparameterised samples of q:
     a less noisy gradient for one more decoder pass (forward and back to z) per sample; it
-    matters without x_t and not with it (BENCHMARKS.md 5.23, 5.24).
+    matters without x_t and not with it (BENCHMARKS.md 5.23, 5.24). ``antithetic`` draws those
+    samples in pairs (ε, −ε), less noisy again at the same cost (a Gaussian posterior and an
+    even ``grad_samples``; BENCHMARKS.md 5.27).
     """
 
     def __init__(
@@ -77,10 +79,16 @@ class Iterative(InferenceProcedure):
         grad_samples: int = DEFAULT_GRAD_SAMPLES,
         family: PosteriorFamily | None = None,
         gate_bias: float = 1.0,
+        antithetic: bool = False,
     ) -> None:
         super().__init__(family)
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations}")
+        if grad_samples < 1:
+            raise ValueError(f"grad_samples must be at least 1, got {grad_samples}")
+        if antithetic and grad_samples % 2:
+            raise ValueError("antithetic gradient samples come in pairs (ε, −ε): grad_samples "
+                             f"must be even, got {grad_samples}")
         if encoding not in get_args(Encoding):
             raise ValueError(f"unknown encoding {encoding!r}: use one of {get_args(Encoding)}")
         if update not in get_args(Update):
@@ -89,6 +97,7 @@ class Iterative(InferenceProcedure):
         self.x_dim = x_dim
         self.update = update
         self.grad_samples = grad_samples
+        self.antithetic = antithetic
         n_params = self.family.num_params(latent_dim)
         probe = torch.zeros(1, n_params)
         block_sizes = [b.shape[-1] for b in self.family.blocks(probe)]
@@ -138,7 +147,8 @@ class Iterative(InferenceProcedure):
         trace: list[Tensor] = []
         extra: Tensor | None = None
         for k in range(self.n_iterations):
-            terms, grad = problem.value_and_gradient(params, self.grad_samples)
+            terms, grad = problem.value_and_gradient(params, self.grad_samples,
+                                                     self.antithetic)
             trace.append(terms.free_energy.detach())
             if k > 0 and terms.objective.requires_grad:
                 extra = terms.objective if extra is None else extra + terms.objective
