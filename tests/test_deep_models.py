@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from avf import (
     Direct,
@@ -233,6 +233,39 @@ def test_dmm_prior_scale_is_softly_bounded():
 def test_dmm_prior_bounds_are_checked(bounds):
     with pytest.raises(ValueError, match="prior_log_var_range must be \\[low, high\\]"):
         DMM(prior_log_var_range=bounds)
+
+
+def test_srnn_prior_log_variance_is_softly_bounded_when_asked():
+    """Off by default; with the bound, a prior head that swings log σ² to ±90 stays in range,
+    and the KL to a posterior a little off the prior's mean keeps finite gradients."""
+    torch.manual_seed(0)
+    sizes = dict(x_dim=X, latent_dim=Z, rnn_dim=8, hidden=8)
+    bounded = SRNN(**sizes, prior_log_var_range=(-14.0, 4.0))
+    free = SRNN(**sizes)  # the paper's: no bound
+    free.load_state_dict(bounded.state_dict())
+    state = {k: v.detach() for k, v in bounded.initial_state(16).items()}
+    torch.testing.assert_close(bounded.prior(state).base_dist.scale,
+                               free.prior(state).base_dist.scale, rtol=0.01, atol=0.0)
+    with torch.no_grad():
+        for net in (bounded, free):
+            net.prior_head.bias[Z:] = torch.linspace(-90, 90, Z)
+    for net, finite in ((bounded, True), (free, False)):
+        prior = net.prior(state)
+        log_var = 2 * prior.base_dist.scale.log()
+        if finite:
+            assert log_var.min() > -14.5 and log_var.max() < 4.5
+        else:
+            assert log_var.min() < -80 and log_var.max() > 80
+        q = Independent(Normal(prior.mean.detach() + 0.01, torch.ones_like(prior.mean)), 1)
+        net.zero_grad()
+        kl_divergence(q, prior).sum().backward()
+        assert bool(torch.isfinite(net.prior_head.bias.grad).all()) == finite
+
+
+@pytest.mark.parametrize("bounds", [[4.0, -14.0], [1.0]])
+def test_srnn_prior_bounds_are_checked(bounds):
+    with pytest.raises(ValueError, match="prior_log_var_range must be \\[low, high\\]"):
+        SRNN(prior_log_var_range=bounds)
 
 
 @pytest.mark.parametrize("name", ["srnn", "vrnn", "dmm"])

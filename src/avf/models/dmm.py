@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 from avf.model import StepModel
-from avf.models.observations import soft_clamp
+from avf.models.observations import prior_log_var_bounds, soft_clamp
 from avf.nn.activations import mlp
 
 
@@ -84,7 +84,7 @@ class DMM(StepModel):
         self.latent_dim = latent_dim
         self.z_0 = nn.Parameter(torch.zeros(latent_dim))
         self.transition_net = GatedTransition(latent_dim, transition_dim,
-                                              _log_var_range(prior_log_var_range))
+                                              prior_log_var_bounds(prior_log_var_range))
         self.emission = mlp(latent_dim, emission_dim, emission_layers)
         self.emission_head = nn.Linear(self.emission.out_features, x_dim)
 
@@ -106,15 +106,3 @@ class DMM(StepModel):
         from avf.models.encoders import DMMEncoder  # lazy: models do not depend on inference
 
         return DMMEncoder(self.x_dim, self.latent_dim, rnn_dim)
-
-
-def _log_var_range(bounds: Sequence[float] | None) -> tuple[float, float] | None:
-    """(low, high) from a TOML list or a tuple; an error names what is wrong with it."""
-    if bounds is None:
-        return None
-    values = tuple(bounds)
-    if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or not (
-            values[0] < values[1]):
-        raise ValueError(f"prior_log_var_range must be [low, high] with low < high, got "
-                         f"{bounds!r}")
-    return float(values[0]), float(values[1])

@@ -76,3 +76,16 @@ def soft_clamp(x: Tensor, low: float, high: float) -> Tensor:
     """
     floored = low + nn.functional.softplus(x - low)
     return high - nn.functional.softplus(high - floored)
+
+
+def prior_log_var_bounds(bounds: Sequence[float] | None) -> tuple[float, float] | None:
+    """``prior_log_var_range`` as (low, high) from a TOML list or a tuple, or None (no bound);
+    an error names what is wrong with it."""
+    if bounds is None:
+        return None
+    values = tuple(bounds)
+    if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or not (
+            values[0] < values[1]):
+        raise ValueError(f"prior_log_var_range must be [low, high] with low < high, got "
+                         f"{bounds!r}")
+    return float(values[0]), float(values[1])

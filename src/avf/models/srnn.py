@@ -34,7 +34,14 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
 from avf.model import StepModel
-from avf.models.observations import LOG_VAR_RANGE, Output, observation, observation_outputs
+from avf.models.observations import (
+    LOG_VAR_RANGE,
+    Output,
+    observation,
+    observation_outputs,
+    prior_log_var_bounds,
+    soft_clamp,
+)
 from avf.nn.activations import ClippedLeakyReLU, mlp
 from avf.nn.concat import mlp_of_concat
 
@@ -51,6 +58,11 @@ class SRNN(StepModel):
     ``output``, ``bin_width`` and ``log_var_range`` are as for :class:`avf.models.VRNN`:
     Bernoulli or Gaussian observations, and the quantisation step that discretised scoring
     (``discretized`` set, e.g. by :func:`avf.discretized.discretized`) integrates over.
+
+    ``prior_log_var_range`` (off by default, as in the paper) bounds the prior's log σ² softly,
+    as the DMM's does. Unbounded, a prior dimension can become far sharper than any posterior
+    needs: one model-agnostic AVF run on MuseData reached prior log-variances of −89 and +82 in
+    training, and the KL's gradient overflowed at epoch 261 (BENCHMARKS.md 5.26).
     """
 
     def __init__(
@@ -65,6 +77,7 @@ class SRNN(StepModel):
         bin_width: float | None = None,
         log_var_range: Sequence[float] = LOG_VAR_RANGE,
         dropout: float = 0.0,
+        prior_log_var_range: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= dropout < 1:
@@ -75,6 +88,7 @@ class SRNN(StepModel):
         self.rnn_dim = rnn_dim
         self.output, self.bin_width = output, bin_width
         self.log_var_range = (float(log_var_range[0]), float(log_var_range[1]))
+        self.prior_log_var_range = prior_log_var_bounds(prior_log_var_range)
         self.discretized = False  # a plain flag: scoring mode, not part of the state_dict
         self.rnn = nn.LSTM(x_dim, rnn_dim, batch_first=True)
         self.d_dropout = nn.Dropout(dropout)
@@ -100,6 +114,8 @@ class SRNN(StepModel):
     def prior(self, state: SRNNState) -> Independent:
         out = self.prior_head(self.prior_net(torch.cat([state["d"], state["z"]], -1)))
         mean, log_var = out.chunk(2, -1)
+        if self.prior_log_var_range is not None:
+            log_var = soft_clamp(log_var, *self.prior_log_var_range)
         return Independent(Normal(mean, torch.exp(0.5 * log_var)), 1)
 
     def likelihood(self, z: Tensor, state: SRNNState) -> Independent:
