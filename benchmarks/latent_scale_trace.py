@@ -10,10 +10,10 @@ widening over hundreds of updates before the non-finite error; a healthy one sta
         --set inference.options.hidden=256 --set training.model_lr=1e-3 \
         --set training.inference_lr=1e-3 --run-dir runs/trace
 
-Everything after ``--`` goes to ``avf train``. For models whose state is the latent sample
-(the DMM) with a diagonal-Gaussian prior and posterior; it wraps two internal functions of
-avf (``avf.filtering.filter_step`` and ``Trainer._train_step``), so it is a diagnostic, not an
-API.
+Everything after ``--`` goes to ``avf train``. For models with a diagonal-Gaussian prior and
+posterior whose state is the latent sample (the DMM) or a dict that holds it as ``"z"`` (SRNN);
+it wraps two internal functions of avf (``avf.filtering.filter_step`` and
+``Trainer._train_step``), so it is a diagnostic, not an API.
 """
 
 from __future__ import annotations
@@ -41,13 +41,14 @@ def install(out_path: Path, every: int) -> None:
 
     def filter_step(model, inference, state, carry, x, beta=1.0, n_samples=1):
         result = original_step(model, inference, state, carry, x, beta, n_samples)
-        if torch.is_grad_enabled() and isinstance(state, torch.Tensor):
+        z = state.get("z") if isinstance(state, dict) else state
+        if torch.is_grad_enabled() and isinstance(z, torch.Tensor):
             with torch.no_grad():
                 prior = model.prior(state).base_dist
                 q_mean, q_log_var = inference.family.blocks(result.params.detach())
                 p_log_var = 2 * prior.scale.log()
                 step_stats.append({
-                    "z": float(state.abs().max()),
+                    "z": float(z.abs().max()),
                     "p_lv_min": float(p_log_var.min()), "p_lv_max": float(p_log_var.max()),
                     "q_lv_min": float(q_log_var.min()), "q_lv_max": float(q_log_var.max()),
                     "shift": float(((q_mean - prior.loc) / prior.scale).abs().max()),

@@ -351,11 +351,15 @@ def test_music_key_frequencies_scores_independent_keys_exactly(tmp_path):
     assert row["keys_never_on_in_training"] == 86
 
 
-def test_latent_scale_trace_writes_one_record_per_training_batch(tmp_path):
-    config = tmp_path / "dmm.toml"
+@pytest.mark.parametrize("model", [
+    'name = "dmm"\n[model.options]\nx_dim = 6\nlatent_dim = 3\ntransition_dim = 8\n'
+    'emission_dim = 8\n',  # the state is z itself
+    'name = "srnn"\n[model.options]\nx_dim = 6\nlatent_dim = 3\nrnn_dim = 8\n'
+    'hidden = 8\n'])  # the state is a dict that holds z
+def test_latent_scale_trace_writes_one_record_per_training_batch(tmp_path, model):
+    config = tmp_path / "trace.toml"
     config.write_text(
-        'name = "dmm_trace"\n[model]\nname = "dmm"\n[model.options]\nx_dim = 6\nlatent_dim = 3\n'
-        'transition_dim = 8\nemission_dim = 8\n[inference]\nname = "iterative"\n'
+        'name = "trace"\n[model]\n' + model + '[inference]\nname = "iterative"\n'
         '[inference.options]\nhidden = 16\nencoding = "layernorm"\n[data]\nsource = "synthetic"\n'
         'train_sequences = 20\nvalid_sequences = 4\ntest_sequences = 4\nsteps = 5\n'
         '[training]\nepochs = 2\nbatch_size = 8\nprogress = false\n')
