@@ -62,7 +62,9 @@ class SRNN(StepModel):
     ``prior_log_var_range`` (off by default, as in the paper) bounds the prior's log σ² softly,
     as the DMM's does. Unbounded, a prior dimension can become far sharper than any posterior
     needs: one model-agnostic AVF run on MuseData reached prior log-variances of −89 and +82 in
-    training, and the KL's gradient overflowed at epoch 261 (BENCHMARKS.md 5.26).
+    training, and the KL's gradient overflowed at epoch 261. Resumed with the bound it trained
+    on, but z still ran away on some windows, so the bound is a guard, not a cure (BENCHMARKS.md
+    5.26).
     """
 
     def __init__(
