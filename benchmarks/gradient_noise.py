@@ -5,10 +5,12 @@ sets averaging it over 8 samples instead of 1 was worth 0.1–0.37 nats (BENCHMA
 5.25), for 8 decoder passes. Could a cheaper estimator do as well? For each run given this
 script collects the step problems of a batch of validation windows (filtered with the run's
 own ``best.pt``), takes the gradient the network sees at K=1 (at λ_0, the prior's parameters),
-and compares estimators against a reference of many samples:
+and compares estimators, each through AVF's own ``StepProblem.value_and_gradient``, against a
+reference of many samples:
 
 * ``iid S``: the mean over S independent samples (what ``grad_samples = S`` does);
-* ``antithetic S``: S/2 pairs (ε, −ε), which cancel the gradient's odd terms in ε.
+* ``antithetic S``: S/2 pairs (ε, −ε), which cancel the gradient's odd terms in ε
+  (``antithetic = true``).
 
 The error is the squared distance to the reference summed over the latent dimensions and
 averaged over batch and steps, reported relative to the reference's own squared norm, for the
@@ -30,34 +32,11 @@ import time
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from avf.filtering import filter_sequences
 from avf.inference.base import StepProblem
-from avf.objectives import kl_term, log_prob_per_example
 from avf.posteriors import DiagonalGaussian
 from avf.runs import restore, run_config, split_data
-
-
-def gradient_at(problem: StepProblem, params: Tensor, noise: Tensor) -> Tensor:
-    """∇_λ F_t estimated with the given standard-normal noise [S, B, Dz] (a diagonal Gaussian q)."""
-    with torch.enable_grad():
-        leaf = params.detach().requires_grad_(True)
-        q = problem.family.distribution(leaf)
-        z = q.mean + q.stddev * noise
-        log_p = log_prob_per_example(problem.model.likelihood(z, problem.state), problem.x,
-                                     sample_dims=1)
-        objective = -log_p.mean(0) + problem.beta * kl_term(q, problem.prior, z)
-        (grad,) = torch.autograd.grad(objective.sum(), leaf)
-    return grad
-
-
-def noise_for(estimator: str, samples: int, batch: int, latent: int) -> Tensor:
-    """Standard-normal noise for one estimate: independent, or antithetic pairs."""
-    if estimator == "iid":
-        return torch.randn(samples, batch, latent)
-    half = torch.randn(samples // 2, batch, latent)
-    return torch.cat([half, -half])
 
 
 def step_problems(run_dir: Path, data_dir: str | None, sequences: int) -> list[StepProblem]:
@@ -85,13 +64,11 @@ def gradient_noise(run_dir: Path, data_dir: str | None, sequences: int, every: i
     norm = torch.zeros(2)
     for problem in problems:
         params = problem.prior_params()
-        batch, latent = params.shape[0], params.shape[-1] // 2
-        reference = gradient_at(problem, params,
-                                noise_for("iid", reference_samples, batch, latent))
+        _, reference = problem.value_and_gradient(params, reference_samples)
         norm += torch.stack([h.pow(2).sum(-1).mean() for h in reference.chunk(2, dim=-1)])
         for kind, samples in estimators:
             for _ in range(repeats):
-                grad = gradient_at(problem, params, noise_for(kind, samples, batch, latent))
+                _, grad = problem.value_and_gradient(params, samples, kind == "antithetic")
                 squared = (grad - reference).pow(2)
                 errors[(kind, samples)] += torch.stack(
                     [h.sum(-1).mean() for h in squared.chunk(2, dim=-1)]) / repeats
