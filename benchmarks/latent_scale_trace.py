@@ -2,8 +2,10 @@
 
 For every training batch it records, over all time steps of the batch: the largest |z| that
 entered the prior (the state), the range of the prior's and the posterior's log-variance, and
-the largest |μ_q − μ_p| / σ_p. A run that diverges shows |z| and the log-variance range
-widening over hundreds of updates before the non-finite error; a healthy one stays put.
+the largest |μ_q − μ_p| / σ_p, and the global norm of each part's gradient before clipping
+(θ: ``grad_norm_model``, φ: ``grad_norm_inference``). A run that diverges shows |z| and the
+log-variance range widening over hundreds of updates before the non-finite error; a healthy one
+stays put.
 
     python benchmarks/latent_scale_trace.py --out trace.jsonl -- \
         experiments/music/jsb_dmm_avf_k1.toml --data-dir ../shared/data --epochs 2 \
@@ -12,8 +14,8 @@ widening over hundreds of updates before the non-finite error; a healthy one sta
 
 Everything after ``--`` goes to ``avf train``. For models with a diagonal-Gaussian prior and
 posterior whose state is the latent sample (the DMM) or a dict that holds it as ``"z"`` (SRNN);
-it wraps two internal functions of avf (``avf.filtering.filter_step`` and
-``Trainer._train_step``), so it is a diagnostic, not an API.
+it wraps three internal functions of avf (``avf.filtering.filter_step``,
+``Trainer._train_step`` and the ``backward`` the trainer calls), so it is a diagnostic, not an API.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def install(out_path: Path, every: int) -> None:
     step_stats: list[dict[str, float]] = []
     original_step = filtering.filter_step
     original_batch = training.Trainer._train_step
+    original_backward = training.backward
+    grad_norms: dict[str, float] = {}
+    current: dict[str, Any] = {}
     counter = {"batch": 0}
     out = out_path.open("w", encoding="utf-8")
 
@@ -55,14 +60,28 @@ def install(out_path: Path, every: int) -> None:
                 })
         return result
 
+    def backward(out, model, inference):
+        original_backward(out, model, inference)
+        trainer = current["trainer"]
+        for part, opt in trainer.optimizers.items():
+            if opt is not None:  # in float64, so that squares of 1e20 do not overflow
+                grads = [p.grad for group in opt.param_groups for p in group["params"]
+                         if p.grad is not None]
+                norms = [torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads]
+                total = torch.linalg.vector_norm(torch.stack(norms)) if norms else 0.0
+                grad_norms[part] = float(total)
+
     def train_step(self, x, mask, beta, where):
         step_stats.clear()
+        grad_norms.clear()
+        current["trainer"] = self
         try:
             return original_batch(self, x, mask, beta, where)
         finally:
             counter["batch"] += 1
             if step_stats:
                 record = _summary(counter["batch"], beta, step_stats)
+                record.update({f"grad_norm_{k}": v for k, v in grad_norms.items()})
                 out.write(json.dumps(record) + "\n")
                 out.flush()
                 if counter["batch"] % every == 0:
@@ -70,6 +89,7 @@ def install(out_path: Path, every: int) -> None:
 
     filtering.filter_step = filter_step
     training.Trainer._train_step = train_step
+    training.backward = backward
 
 
 def _summary(batch: int, beta: float, stats: list[dict[str, float]]) -> dict[str, Any]:

@@ -373,6 +373,7 @@ def test_latent_scale_trace_writes_one_record_per_training_batch(tmp_path, model
     assert first["prior_log_var_min"] <= first["prior_log_var_max"]
     assert first["posterior_log_var_min"] <= first["posterior_log_var_max"]
     assert math.isfinite(first["max_mean_shift_in_prior_sigmas"])
+    assert first["grad_norm_model"] > 0 and first["grad_norm_inference"] > 0
 
 
 def test_seed_summary_means_and_paired_differences(tmp_path):

@@ -607,3 +607,94 @@ def test_a_validation_seed_leaves_training_as_it_would_be(data) -> None:
                                              valid_samples=valid_samples)).fit(train, valid)
             runs.append(snapshot(model))
         assert same(*runs) is isolated
+
+
+def poison_gradients(model: LinearGaussian, at_batches: set[int]) -> None:
+    """Make θ's gradient NaN in these training batches (counted from 1 over the whole run)."""
+    calls = {"n": 0}
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return grad * float("nan") if calls["n"] in at_batches else grad
+
+    model.A.register_hook(hook)
+
+
+@pytest.mark.parametrize("with_run_dir", [True, False], ids=["best.pt", "in memory"])
+def test_a_divergence_cut_goes_back_to_the_best_weights_with_smaller_rates(
+        data, tmp_path: Path, with_run_dir: bool) -> None:
+    train, valid = data  # 3 batches per epoch: batch 8 is epoch 3's second
+    model, inference = make()
+    poison_gradients(model, {8})
+    cfg = config(epochs=5, divergence_cuts=1, plateau_factor=0.1)
+    trainer = Trainer(model, inference, cfg, tmp_path / "r" if with_run_dir else None)
+    scripted_validation(trainer, [5.0, 4.0, 4.5, 4.6, 4.7])
+    best_weights: dict[int, tuple] = {}
+    rewound: list[tuple] = []
+    original_run_epoch, original_rewind = trainer._run_epoch, trainer._rewind_to_best
+
+    def run_epoch(*args):
+        original_run_epoch(*args)
+        best_weights[trainer.epoch] = (snapshot(trainer.model), snapshot(trainer.inference))
+
+    def rewind():
+        original_rewind()
+        rewound.append((snapshot(trainer.model), snapshot(trainer.inference)))
+
+    trainer._run_epoch, trainer._rewind_to_best = run_epoch, rewind
+    with pytest.warns(UserWarning, match=r"epoch 3, batch 2: non-finite gradient in model "
+                                         r"parameter 'A'.*went back to the best"):
+        history = trainer.fit(train, valid)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]  # the run went on
+    assert [bool(r.get("lr_cut")) for r in history] == [False, False, True, False, False]
+    assert "epoch 3, batch 2: non-finite gradient" in history[2]["divergence"]
+    assert history[3]["model_lr"] == pytest.approx(1e-3)  # cut once, from 1e-2
+    assert len(rewound) == 1  # to epoch 2's weights, the best validation's
+    assert same(rewound[0][0], best_weights[2][0]) and same(rewound[0][1], best_weights[2][1])
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_divergence_cuts_are_limited_and_need_a_best_to_go_back_to(data, tmp_path: Path) -> None:
+    train, valid = data
+    model, inference = make()
+    poison_gradients(model, {4, 10})  # epochs 2 and 4
+    trainer = Trainer(model, inference, config(epochs=5, divergence_cuts=1), tmp_path)
+    scripted_validation(trainer, [5.0, 4.0, 4.5, 4.6])
+    with pytest.warns(UserWarning, match="epoch 2, batch 1"), pytest.raises(
+            NonFiniteError, match=r"epoch 4, batch 1: non-finite gradient.*no divergence cut: "
+                                  r"training\.divergence_cuts = 1 used up"):
+        trainer.fit(train, valid)
+    assert load_weights(tmp_path / CHECKPOINT, *make(seed=3))["epoch"] == 3  # kept as it was
+
+    model, inference = make()
+    poison_gradients(model, {2})  # epoch 1, before any validation kept a best
+    with pytest.raises(NonFiniteError, match="no validation has kept best weights"):
+        Trainer(model, inference, config(divergence_cuts=1), tmp_path / "fresh").fit(train, valid)
+
+    model, inference = make()
+    poison_gradients(model, {4, 5})  # twice in epoch 2
+    with pytest.warns(UserWarning), pytest.raises(NonFiniteError,
+                                                  match="this epoch already made one"):
+        Trainer(model, inference, config(divergence_cuts=2)).fit(train, valid)
+    with pytest.raises(ValueError, match=r"training\.divergence_cuts must be >= 0"):
+        config(divergence_cuts=-1).check()
+
+
+def test_a_divergence_cut_counts_as_one_of_the_plateau_cuts(data) -> None:
+    train, valid = data
+    model, inference = make()
+    poison_gradients(model, {4})  # epoch 2
+    cfg = config(epochs=10, divergence_cuts=2, plateau_patience=1, plateau_max_cuts=1)
+    trainer = Trainer(model, inference, cfg)
+    scripted_validation(trainer, [5.0, 4.0, 4.5, 3.0])
+    with pytest.warns(UserWarning, match="went back to the best"):
+        history = trainer.fit(train, valid)
+    assert [bool(r.get("lr_cut")) for r in history] == [False, True, False]
+    assert trainer.stop_reason() == "plateau_max_cuts"  # epoch 3's plateau ends the run
+
+    model, inference = make()
+    poison_gradients(model, {10})  # epoch 4, after the one allowed plateau cut
+    trainer = Trainer(model, inference, cfg)
+    scripted_validation(trainer, [5.0, 4.0, 4.5, 3.0])
+    with pytest.raises(NonFiniteError, match=r"plateau_max_cuts = 1 cuts used up"):
+        trainer.fit(train, valid)

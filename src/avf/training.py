@@ -38,7 +38,7 @@ from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
 from avf.random_state import random_state, seed_everything, seeded, set_random_state
 from avf.run_lock import exclusive_run_dir
-from avf.stopping import cut_due, stop_reason_of
+from avf.stopping import cut_due, cuts_used_up, stop_reason_of
 from avf.validation import NonFiniteError
 
 CHECKPOINT = "checkpoint.pt"
@@ -101,6 +101,11 @@ class TrainConfig:
     plateau_max_cuts: int = 0  # after this many cuts the next plateau ends training (0: never)
     plateau_stop_without_gain: bool = False  # true: a plateau after a cut that brought no new
     #                                          best ends training instead of cutting again
+    divergence_cuts: int = 0  # > 0: a training batch whose loss or gradient is not finite
+    #                           does not end the run; weights and optimisers go back to the best
+    #                           validation's and both learning rates are cut by plateau_factor,
+    #                           as a plateau cut would (it counts toward plateau_max_cuts), at
+    #                           most this many times in a run and once per epoch
     init_from: str | None = None  # a checkpoint, or a run directory (its best.pt), whose model
     #                               and inference weights a new run starts from (their weight
     #                               averages where it kept them): pretraining on one data set,
@@ -139,6 +144,7 @@ class TrainConfig:
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
             ("plateau_max_cuts", self.plateau_max_cuts >= 0, "must be >= 0"),
+            ("divergence_cuts", self.divergence_cuts >= 0, "must be >= 0"),
             ("plateau_rewind_weights", self.plateau_rewind_weights in ("average", "trained"),
              "must be 'average' or 'trained'"),
             ("plateau_max_cuts", self.plateau_max_cuts == 0 or self.plateau_patience > 0,
@@ -218,6 +224,7 @@ class Trainer:
         self.checkpoint_epoch: int | None = None  # the epoch run_dir's checkpoint.pt holds
         self.best_valid: float | None = None
         self._best_in_memory: dict[str, Any] | None = None  # only without a run_dir
+        self._divergence: str | None = None  # this epoch's divergence cut, why it was made
         self.history: list[dict[str, Any]] = []
         self.wall_time = 0.0
 
@@ -308,16 +315,53 @@ class Trainer:
         """Why training should stop now (see :func:`avf.stopping.stop_reason_of`), or ``None``."""
         return stop_reason_of(self.history, self.config)
 
-    def _cut_learning_rates(self) -> None:
-        """Multiply both learning rates by ``plateau_factor``, first rewinding to the best."""
+    def _cut_learning_rates(self, rewind: bool | None = None) -> None:
+        """Multiply both learning rates by ``plateau_factor``, first rewinding to the best
+        when ``rewind`` (by default: ``plateau_restore_best``)."""
         rates = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()
                  if opt is not None}
-        if self.config.plateau_restore_best:
+        if self.config.plateau_restore_best if rewind is None else rewind:
             self._rewind_to_best()
         for name, opt in self.optimizers.items():
             if opt is not None:
                 for group in opt.param_groups:
                     group["lr"] = rates[name] * self.config.plateau_factor
+
+    def _cut_after_divergence(self, err: NonFiniteError) -> None:
+        """Go back to the best validation's weights with cut learning rates
+        (``divergence_cuts``), or raise ``err`` where that is not allowed or not possible.
+
+        Why: a run that has trained well for hundreds of epochs can step into a region where
+        its latent state runs away on some windows (BENCHMARKS §5.26); with a smaller learning
+        rate from the last good weights it trains on. That is what the plateau rule would do a
+        little later anyway, so the cut takes the place of one of its cuts.
+        """
+        cfg = self.config
+        used = sum(1 for record in self.history if record.get("divergence"))
+        why = None
+        if cfg.divergence_cuts == 0:
+            raise err
+        if used >= cfg.divergence_cuts:
+            why = f"training.divergence_cuts = {cfg.divergence_cuts} used up"
+        elif self._divergence is not None:
+            why = "this epoch already made one"
+        elif cuts_used_up(self.history, cfg):
+            why = f"training.plateau_max_cuts = {cfg.plateau_max_cuts} cuts used up"
+        elif not self._has_best():
+            why = "no validation has kept best weights to go back to yet"
+        if why is not None:
+            raise NonFiniteError(f"{err} (no divergence cut: {why})") from err
+        self._cut_learning_rates(rewind=True)
+        self._divergence = str(err)
+        rates = ", ".join(f"{k} {v:.3g}" for k, v in self._learning_rates().items()
+                          if v is not None)
+        warnings.warn(f"{err}: went back to the best validation's weights and cut the learning "
+                      f"rates to {rates} (training.divergence_cuts)", stacklevel=2)
+
+    def _has_best(self) -> bool:
+        if self.run_dir is not None:
+            return (self.run_dir / BEST).exists()
+        return self._best_in_memory is not None
 
     def _rewind_to_best(self) -> None:
         """Load the best validation's weights and optimiser states: best.pt, or the copy kept
@@ -387,6 +431,8 @@ class Trainer:
         start = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch, **self._learning_rates()}
         record.update(self._train_epoch(train, epoch, steps_per_epoch))
+        if self._divergence is not None:
+            record.update(lr_cut=True, divergence=self._divergence)
         if valid is not None and (epoch % self.config.valid_every == 0 or last):
             score = self._validate(valid, epoch)
             record.update(valid_free_energy=score.free_energy,
@@ -406,7 +452,8 @@ class Trainer:
         self.history.append(record)
         if improved and self.run_dir is not None:
             self.save_checkpoint(self.run_dir / BEST)
-        elif improved and self.config.plateau_patience > 0 and self.config.plateau_restore_best:
+        elif improved and ((self.config.plateau_patience > 0 and self.config.plateau_restore_best)
+                           or self.config.divergence_cuts > 0):
             self._best_in_memory = self._weights_and_optimizers()
         if cut_due(self.history, self.config):
             self._cut_learning_rates()
@@ -423,13 +470,19 @@ class Trainer:
         self.inference.train()
         totals = {"free_energy": 0.0, "recon": 0.0, "kl": 0.0}
         steps, beta = 0, 1.0
+        self._divergence = None
         batches = train.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_generator)
         with tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
                   disable=not cfg.progress, unit="batch") as bar:
             for index, (x, mask) in enumerate(bar, start=1):
                 beta = kl_weight(self.step, steps_per_epoch, cfg)
-                out = self._train_step(x.to(self.device), mask.to(self.device), beta,
-                                       f"epoch {epoch}, batch {index}")
+                try:
+                    out = self._train_step(x.to(self.device), mask.to(self.device), beta,
+                                           f"epoch {epoch}, batch {index}")
+                except NonFiniteError as err:
+                    self._cut_after_divergence(err)  # or raise
+                    self.step += 1  # the batch was seen; KL annealing keeps its pace
+                    continue
                 totals["free_energy"] += float(out.free_energy.detach().sum())
                 totals["recon"] += float(out.recon.detach().sum())
                 totals["kl"] += float(out.kl.detach().sum())
@@ -476,7 +529,8 @@ class Trainer:
                 if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                     raise NonFiniteError(
                         f"{where}: non-finite gradient in {part} parameter "
-                        f"'{name}'; lower the learning rate or set training.grad_clip"
+                        f"'{name}'; lower the learning rate, or set training.divergence_cuts to go "
+                        "back to the best weights with a smaller one"
                     )
 
     def _validate(self, valid: Sequences, epoch: int) -> Score:

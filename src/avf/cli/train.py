@@ -96,10 +96,15 @@ def _train(args: argparse.Namespace, cfg: ExperimentConfig, model: nn.Module,
     elif trainer.epoch < cfg.training.epochs:
         print(f"stopped at the time limit after epoch {trainer.epoch} of "
               f"{cfg.training.epochs}; run the same command to resume")
-    cuts = [str(r["epoch"]) for r in history if r.get("lr_cut")]
+    cuts = [str(r["epoch"]) for r in history if r.get("lr_cut") and not r.get("divergence")]
     if cuts:
         print(f"learning rates cut by {cfg.training.plateau_factor:g} after epoch(s) "
               f"{', '.join(cuts)} (training.plateau_patience)")
+    for record in history:
+        if record.get("divergence"):
+            print(f"learning rates cut by {cfg.training.plateau_factor:g} from the best weights "
+                  f"in epoch {record['epoch']} after a divergence (training.divergence_cuts): "
+                  f"{record['divergence']}")
     last = next((r for r in reversed(history) if "valid_free_energy" in r), None)
     if last is None:
         print("no validation set (data.valid_sequences = 0)")
