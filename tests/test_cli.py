@@ -257,6 +257,32 @@ def test_train_says_it_stopped_at_a_plateau_after_the_last_cut(tiny: Path, tmp_p
             "new best" in capsys.readouterr().out)
 
 
+def test_train_reports_a_divergence_cut(tiny: Path, tmp_path: Path, capsys,
+                                        monkeypatch) -> None:
+    from avf.training import Trainer
+    from avf.validation import NonFiniteError
+
+    original = Trainer._train_step
+
+    def diverge_in_epoch_2(trainer, x, mask, beta, where):
+        if where == "epoch 2, batch 1":
+            raise NonFiniteError(f"{where}: non-finite gradient in model parameter 'A'")
+        return original(trainer, x, mask, beta, where)
+
+    monkeypatch.setattr(Trainer, "_train_step", diverge_in_epoch_2)
+    with pytest.warns(UserWarning, match="went back to the best"):
+        assert main(["train", str(tiny), "--run-dir", str(tmp_path / "r"), "--epochs", "3",
+                     "--set", "training.divergence_cuts=1"]) == 0
+    out = capsys.readouterr().out
+    assert ("learning rates cut by 0.1 from the best weights in epoch 2 after a divergence "
+            "(training.divergence_cuts): epoch 2, batch 1: non-finite gradient" in out)
+    assert "after epoch(s)" not in out  # no plateau cut is claimed
+    # without the setting the error ends the run, as before
+    assert main(["train", str(tiny), "--run-dir", str(tmp_path / "r0"), "--epochs", "3"]) != 0
+    assert "epoch 2, batch 1: non-finite gradient in model parameter 'A'" in (
+        capsys.readouterr().err)
+
+
 def test_evaluate_scores_the_weight_average_unless_asked_for_the_trained_weights(
         tiny: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"

@@ -355,8 +355,8 @@ class Trainer:
         self._divergence = str(err)
         rates = ", ".join(f"{k} {v:.3g}" for k, v in self._learning_rates().items()
                           if v is not None)
-        warnings.warn(f"{err}: went back to the best validation's weights and cut the learning "
-                      f"rates to {rates} (training.divergence_cuts)", stacklevel=2)
+        warnings.warn(f"{err}\n-> training.divergence_cuts: went back to the best "
+                      f"validation's weights and cut the learning rates to {rates}", stacklevel=2)
 
     def _has_best(self) -> bool:
         if self.run_dir is not None:
