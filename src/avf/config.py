@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from avf.atomic import atomic_write
 from avf.data.music import CROP_SAMPLING
-from avf.training import TrainConfig
+from avf.train_config import TrainConfig
 from avf.user_code import absolute_import_path
 
 if sys.version_info >= (3, 11):

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from avf.builders import build_inference, build_model, observation_size
+from avf.checkpoints import BEST, CHECKPOINT, load_weights
 from avf.config import ExperimentConfig, load_config
 from avf.data.batching import Sequences
 from avf.data.file_splits import SPLITS
 from avf.datasets import build_datasets
 from avf.inference.iterative import DEFAULT_ENCODING, DEFAULT_GRAD_SAMPLES, DEFAULT_UPDATE
-from avf.training import BEST, CHECKPOINT, load_weights
 
 CONFIG_NAME = "config.toml"
 CHECKPOINTS = ("best", "last")

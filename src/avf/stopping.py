@@ -5,7 +5,7 @@ methods, for two reasons: a resumed run counts the validations before its interr
 finished run's ``metrics.jsonl`` can be replayed under other settings
 (``benchmarks/replay_stopping.py``). ``history`` is the list of per-epoch records the trainer
 writes: a validating epoch has ``valid_free_energy``, an epoch that cut has ``lr_cut``.
-``config`` is any object with the :class:`~avf.training.TrainConfig` fields used here.
+``config`` is any object with the :class:`~avf.train_config.TrainConfig` fields used here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 
 class StoppingSettings(Protocol):
-    """The :class:`~avf.training.TrainConfig` fields the rules read."""
+    """The :class:`~avf.train_config.TrainConfig` fields the rules read."""
 
     patience: int
     plateau_patience: int

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from avf.checkpoints import METRICS
 from avf.plots import read_metrics
 from avf.run_lock import training_process
 from avf.runs import CONFIG_NAME, describe_inference, run_config
 from avf.stopping import stop_reason_of
-from avf.training import METRICS
 
 _STOPS = {"plateau_max_cuts": "plateau after the last cut", "patience": "patience",
           "plateau_without_gain": "plateau after a cut without gain"}

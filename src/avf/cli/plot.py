@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from avf.checkpoints import METRICS
 from avf.runs import (
     on_dataset,
     resolve_device,
@@ -16,9 +17,6 @@ from avf.runs import (
     run_config,
     split_data,
     weights_used,
-)
-from avf.training import (
-    METRICS,
 )
 
 
