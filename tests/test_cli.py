@@ -277,6 +277,11 @@ def test_train_reports_a_divergence_cut(tiny: Path, tmp_path: Path, capsys,
     assert ("learning rates cut by 0.1 from the best weights in epoch 2 after a divergence "
             "(training.divergence_cuts): epoch 2, batch 1: non-finite gradient" in out)
     assert "after epoch(s)" not in out  # no plateau cut is claimed
+    assert main(["runs", str(tmp_path / "r"), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["lr_cuts"] == [2] and row["divergences"] == [2]
+    assert main(["runs", str(tmp_path / "r")]) == 0
+    assert "lr cuts after" in (table := capsys.readouterr().out) and "2 (diverged)" in table
     # without the setting the error ends the run, as before
     assert main(["train", str(tiny), "--run-dir", str(tmp_path / "r0"), "--epochs", "3"]) != 0
     assert "epoch 2, batch 1: non-finite gradient in model parameter 'A'" in (

@@ -65,7 +65,8 @@ def run_directories(path: Path) -> list[Path]:
 # "training", "resumable", "done", "unreadable". ``state`` says the same to a person, with the
 # reason a run stopped or the pid that trains it.
 FIELDS = ("run", "model", "inference", "epochs", "max_epochs", "status", "state", "best_epoch",
-          "best_valid", "learning_rate", "train_minutes", "test_free_energy",
+          "best_valid", "learning_rate", "lr_cuts", "divergences", "train_minutes",
+          "test_free_energy",
           "test_macro_free_energy", "test_epoch", "test_stale")
 
 
@@ -93,6 +94,10 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         **_status_and_state(run_dir, history, cfg.training),
         # θ's rate, or φ's where θ is fixed (train_model = false)
         "learning_rate": last.get("model_lr") or last.get("inference_lr"),
+        # the epochs that cut the learning rates; those of them that did so after a
+        # divergence (training.divergence_cuts) rather than at a plateau
+        "lr_cuts": [r["epoch"] for r in history if r.get("lr_cut")],
+        "divergences": [r["epoch"] for r in history if r.get("divergence")],
         "train_minutes": round(last.get("wall_time", 0.0) / 60, 1),
     }
     validated = [r for r in history if "valid_free_energy" in r]
@@ -135,7 +140,7 @@ def training_row(pid: int) -> dict[str, str]:
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as an aligned plain-text table."""
     head = ["run", "model", "inference", "epochs", "state", "best valid (epoch)", "lr",
-            "train", "test F micro / macro"]
+            "lr cuts after", "train", "test F micro / macro"]
     body = []
     for r in rows:
         best = "–" if r["best_valid"] is None else f"{r['best_valid']:.4f} ({r['best_epoch']})"
@@ -147,8 +152,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         lr = "–" if r["learning_rate"] is None else f"{r['learning_rate']:.1e}"
         epochs = "–" if r["epochs"] is None else f"{r['epochs']}/{r['max_epochs']}"
         minutes = "–" if r["train_minutes"] is None else f"{r['train_minutes']:.1f} min"
+        cuts = ", ".join(f"{e} (diverged)" if e in (r["divergences"] or ()) else str(e)
+                         for e in r["lr_cuts"] or ()) or "–"
         body.append([Path(r["run"]).name, r["model"], r["inference"], epochs, r["state"], best,
-                     lr, minutes, test])
+                     lr, cuts, minutes, test])
     return aligned(head, body)
 
 
