@@ -94,6 +94,33 @@ def test_learning_curves_skip_epochs_without_validation(tmp_path: Path) -> None:
         plots.read_metrics(tmp_path / "nowhere.jsonl")
 
 
+def test_learning_curves_mark_cuts_and_keep_a_divergence_off_the_scale(tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    records = [{"epoch": e, "train_free_energy": 6.0 - 0.1 * e, "train_recon": 5.0,
+                "train_kl": 1.0, "valid_free_energy": 6.5 - 0.1 * e, "valid_recon": 5.4,
+                "valid_kl": 1.1} for e in range(1, 7)]
+    records[2]["lr_cut"] = True  # a plateau cut after epoch 3
+    records[4].update(lr_cut=True, divergence="epoch 5, batch 18: non-finite gradient",
+                      train_free_energy=7.4e18, train_kl=7.4e18)  # the batches before the cut
+    assert plots.cut_epochs(records) == ([3], [5])
+    train = plots.curve_points(records, "train", "free_energy")
+    assert [e for e, _ in train] == [1, 2, 3, 4, 6]
+    assert [e for e, _ in plots.curve_points(records, "valid", "free_energy")] == [1, 2, 3, 4, 5, 6]
+    drawn = {}
+    real_save = plots._save
+
+    def keep_figure(plt, fig, path, tight=True):
+        drawn["tops"] = [ax.get_ylim()[1] for ax in fig.axes]
+        drawn["lines"] = [line.get_label() for line in fig.axes[0].get_lines()]
+        return real_save(plt, fig, path, tight)
+
+    monkeypatch.setattr(plots, "_save", keep_figure)
+    path = plots.plot_learning_curves(records, tmp_path / "lc.png")
+    assert path.read_bytes()[:8] == PNG
+    assert max(drawn["tops"]) < 10  # 7.4e18 is not on the scale
+    assert {"train", "valid", "lr cut", "divergence, lr cut"} <= set(drawn["lines"])
+
+
 def test_piano_roll_of_a_view(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
     data = (torch.rand(12, 88, generator=g) < 0.05).float()

@@ -54,17 +54,22 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def plot_learning_curves(records: Sequence[dict[str, Any]], path: str | Path,
                          title: str = "") -> Path:
-    """Train and valid free energy, reconstruction and KL (nats/step, β = 1) against epoch."""
+    """Train and valid free energy, reconstruction and KL (nats/step, β = 1) against epoch,
+    with the epochs that cut the learning rates marked (grey: a plateau, red: a divergence)."""
     if not records:
         raise ValueError("no epochs in the metrics log yet: nothing to plot")
     plt = pyplot()
     fig, axes = plt.subplots(1, len(TERMS), figsize=(5 * len(TERMS), 3.8))
+    cuts, divergences = cut_epochs(records)
     for ax, (key, label) in zip(axes, TERMS, strict=True):
         for split, marker in (("train", "." if len(records) <= 50 else None), ("valid", "o")):
-            points = [(r["epoch"], r[f"{split}_{key}"]) for r in records
-                      if r.get(f"{split}_{key}") is not None]
+            points = curve_points(records, split, key)
             if points:
                 ax.plot(*zip(*points, strict=True), label=split, marker=marker, ms=3, lw=1)
+        for epochs, color, style, name in ((cuts, "grey", ":", "lr cut"),
+                                           (divergences, "red", "--", "divergence, lr cut")):
+            for i, epoch in enumerate(epochs):
+                ax.axvline(epoch, color=color, ls=style, lw=0.8, label=None if i else name)
         ax.ticklabel_format(axis="both", useOffset=False)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{label} (nats / step)")
@@ -74,6 +79,22 @@ def plot_learning_curves(records: Sequence[dict[str, Any]], path: str | Path,
         fig.suptitle(title)
     return _save(plt, fig, path)
 
+
+def cut_epochs(records: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """The epochs that cut the learning rates at a plateau, and those that cut them after a
+    divergence (``training.divergence_cuts``)."""
+    plateau = [r["epoch"] for r in records if r.get("lr_cut") and not r.get("divergence")]
+    return plateau, [r["epoch"] for r in records if r.get("divergence")]
+
+
+def curve_points(records: Sequence[dict[str, Any]], split: str,
+                 key: str) -> list[tuple[int, float]]:
+    """``(epoch, value)`` of one curve. The training average of an epoch with a divergence is
+    left out: the batches before the cut can reach 10¹⁸ nats/step, which would flatten every
+    other epoch into one line; the epoch is marked instead."""
+    return [(r["epoch"], r[f"{split}_{key}"]) for r in records
+            if r.get(f"{split}_{key}") is not None
+            and not (split == "train" and r.get("divergence"))]
 
 
 def plot_run_comparison(curves: dict[str, Sequence[dict[str, Any]]], path: str | Path) -> Path:
