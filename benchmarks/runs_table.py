@@ -53,6 +53,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "epochs": records[-1]["epoch"],
         "train_wall_s": round(records[-1]["wall_time"], 1),
         "cut_epochs": [r["epoch"] for r in records if r.get("lr_cut")],
+        # those of the cuts made after a divergence (training.divergence_cuts), not a plateau
+        "divergence_epochs": [r["epoch"] for r in records if r.get("divergence")],
         "best_valid_free_energy": best_valid,
         "scored_epoch": report.get("epoch"),
         "test_free_energy": report.get("free_energy"),
@@ -88,7 +90,9 @@ def seed_markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         method = ("baseline encoder" if r["inference"] == "baseline"
                   else r["inference"].replace("iterative", "AVF", 1))
-        cuts = ", ".join(map(str, r["cut_epochs"])) or "none"
+        diverged = r.get("divergence_epochs") or []
+        cuts = ", ".join(f"{e} (diverged)" if e in diverged else str(e)
+                         for e in r["cut_epochs"]) or "none"
         valid = "–" if r["best_valid_free_energy"] is None else f"{r['best_valid_free_energy']:.3f}"
         lines.append(
             f"| {r['seed']} | {method} | {r['epochs']} ({r['scored_epoch']}) | {cuts} | "

@@ -190,6 +190,9 @@ def test_runs_table_per_seed_rows_name_the_cuts_and_best_validation(tmp_path):
     assert (f"| 0 | AVF K=1 | 3 (1) | 2 | 3.0 min | {report['free_energy']:.4f} | "
             f"{report['macro_free_energy']:.4f} | {report['recon']:.4f} | "
             f"{report['kl']:.4f} | 5.125 |") in table
+    history[0].update(lr_cut=True, divergence="epoch 1, batch 2: non-finite gradient")
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    assert "| 3 (1) | 1 (diverged), 2 | 3.0 min |" in run("runs_table.py", str(run_dir), "--seeds")
 
 
 def test_replay_stopping_finds_the_earlier_stop_of_min_improvement(tmp_path):
