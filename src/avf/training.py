@@ -131,6 +131,10 @@ class Trainer:
         goes on from the best average (``plateau_rewind_weights``). The epoch of a cut is marked
         ``lr_cut`` in the metrics.
 
+        A training batch whose loss or gradient is not finite raises :class:`NonFiniteError`
+        and leaves the last checkpoint as it was; with ``config.divergence_cuts`` > 0 it instead
+        makes such a cut at once, from the best weights, marked ``divergence`` as well.
+
         With a ``run_dir`` the call holds the directory's lock (:mod:`avf.run_lock`): while
         another process trains the same directory, this raises
         :class:`avf.run_lock.RunInUseError` instead of interleaving its epochs with that one's.
