@@ -23,6 +23,7 @@ from avf.config import load_config
 from avf.inference.iterative import DEFAULT_ENCODING
 from avf.plots import read_metrics
 from avf.runs import describe_inference
+from avf.stopping import cut_epochs
 
 
 def run_row(run_dir: Path) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "train_wall_s": round(records[-1]["wall_time"], 1),
         "cut_epochs": [r["epoch"] for r in records if r.get("lr_cut")],
         # those of the cuts made after a divergence (training.divergence_cuts), not a plateau
-        "divergence_epochs": [r["epoch"] for r in records if r.get("divergence")],
+        "divergence_epochs": cut_epochs(records)[1],
         "best_valid_free_energy": best_valid,
         "scored_epoch": report.get("epoch"),
         "test_free_energy": report.get("free_energy"),

@@ -14,6 +14,7 @@ from avf.cli import main
 from avf.filtering import filter_sequences
 from avf.inference import GradientDescent, PriorOnly
 from avf.models import LinearGaussian
+from avf.stopping import cut_epochs
 
 pytest.importorskip("matplotlib")
 
@@ -102,7 +103,7 @@ def test_learning_curves_mark_cuts_and_keep_a_divergence_off_the_scale(tmp_path:
     records[2]["lr_cut"] = True  # a plateau cut after epoch 3
     records[4].update(lr_cut=True, divergence="epoch 5, batch 18: non-finite gradient",
                       train_free_energy=7.4e18, train_kl=7.4e18)  # the batches before the cut
-    assert plots.cut_epochs(records) == ([3], [5])
+    assert cut_epochs(records) == ([3], [5])
     train = plots.curve_points(records, "train", "free_energy")
     assert [e for e, _ in train] == [1, 2, 3, 4, 6]
     assert [e for e, _ in plots.curve_points(records, "valid", "free_energy")] == [1, 2, 3, 4, 5, 6]

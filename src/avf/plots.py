@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from avf.data import Sequences
 from avf.evaluation import evaluate
 from avf.inference.base import InferenceProcedure
+from avf.stopping import cut_epochs
 from avf.streaming import StreamingFilter
 
 TERMS = (("free_energy", "free energy"), ("recon", "reconstruction"), ("kl", "KL"))
@@ -78,13 +79,6 @@ def plot_learning_curves(records: Sequence[dict[str, Any]], path: str | Path,
     if title:
         fig.suptitle(title)
     return _save(plt, fig, path)
-
-
-def cut_epochs(records: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
-    """The epochs that cut the learning rates at a plateau, and those that cut them after a
-    divergence (``training.divergence_cuts``)."""
-    plateau = [r["epoch"] for r in records if r.get("lr_cut") and not r.get("divergence")]
-    return plateau, [r["epoch"] for r in records if r.get("divergence")]
 
 
 def curve_points(records: Sequence[dict[str, Any]], split: str,

@@ -10,6 +10,7 @@ writes: a validating epoch has ``valid_free_energy``, an epoch that cut has ``lr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -113,6 +114,13 @@ def _cut_without_gain(history: list[dict[str, Any]], config: StoppingSettings) -
     if not cut_at or not scored:
         return False
     return _last_counted_best(history, scored, **_thresholds(config)) <= cut_at[-1]
+
+
+def cut_epochs(history: Sequence[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """The epochs that cut the learning rates at a plateau, and those that cut them after a
+    divergence (``training.divergence_cuts``: marked ``divergence`` as well as ``lr_cut``)."""
+    plateau = [r["epoch"] for r in history if r.get("lr_cut") and not r.get("divergence")]
+    return plateau, [r["epoch"] for r in history if r.get("divergence")]
 
 
 def _cut_indices(history: list[dict[str, Any]]) -> list[int]:

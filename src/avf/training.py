@@ -43,7 +43,7 @@ from avf.evaluation import Score, evaluate
 from avf.filtering import FilterOutput, backward, filter_sequences, trainable
 from avf.random_state import random_state, seed_everything, seeded, set_random_state
 from avf.run_lock import exclusive_run_dir
-from avf.stopping import cut_due, cuts_used_up, stop_reason_of
+from avf.stopping import cut_due, cut_epochs, cuts_used_up, stop_reason_of
 from avf.train_config import RESUMED_FROM_CHECKPOINT as RESUMED_FROM_CHECKPOINT
 from avf.train_config import TrainConfig as TrainConfig
 from avf.train_config import kl_weight as kl_weight
@@ -226,7 +226,7 @@ class Trainer:
         little later anyway, so the cut takes the place of one of its cuts.
         """
         cfg = self.config
-        used = sum(1 for record in self.history if record.get("divergence"))
+        used = len(cut_epochs(self.history)[1])
         why = None
         if cfg.divergence_cuts == 0:
             raise err

@@ -20,7 +20,7 @@ from avf.checkpoints import METRICS
 from avf.plots import read_metrics
 from avf.run_lock import training_process
 from avf.runs import CONFIG_NAME, describe_inference, run_config
-from avf.stopping import stop_reason_of
+from avf.stopping import cut_epochs, stop_reason_of
 
 _STOPS = {"plateau_max_cuts": "plateau after the last cut", "patience": "patience",
           "plateau_without_gain": "plateau after a cut without gain"}
@@ -97,7 +97,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         # the epochs that cut the learning rates; those of them that did so after a
         # divergence (training.divergence_cuts) rather than at a plateau
         "lr_cuts": [r["epoch"] for r in history if r.get("lr_cut")],
-        "divergences": [r["epoch"] for r in history if r.get("divergence")],
+        "divergences": cut_epochs(history)[1],
         "train_minutes": round(last.get("wall_time", 0.0) / 60, 1),
     }
     validated = [r for r in history if "valid_free_energy" in r]

@@ -22,6 +22,7 @@ from avf.runs import (
     resolve_device,
     run_config,
 )
+from avf.stopping import cut_epochs
 from avf.training import (
     CHECKPOINT,
     RESUMED_FROM_CHECKPOINT,
@@ -96,12 +97,12 @@ def _train(args: argparse.Namespace, cfg: ExperimentConfig, model: nn.Module,
     elif trainer.epoch < cfg.training.epochs:
         print(f"stopped at the time limit after epoch {trainer.epoch} of "
               f"{cfg.training.epochs}; run the same command to resume")
-    cuts = [str(r["epoch"]) for r in history if r.get("lr_cut") and not r.get("divergence")]
+    cuts, divergences = cut_epochs(history)
     if cuts:
         print(f"learning rates cut by {cfg.training.plateau_factor:g} after epoch(s) "
-              f"{', '.join(cuts)} (training.plateau_patience)")
+              f"{', '.join(map(str, cuts))} (training.plateau_patience)")
     for record in history:
-        if record.get("divergence"):
+        if record["epoch"] in divergences:
             print(f"learning rates cut by {cfg.training.plateau_factor:g} from the best weights "
                   f"in epoch {record['epoch']} after a divergence (training.divergence_cuts): "
                   f"{record['divergence']}")
