@@ -1,5 +1,6 @@
 """The README must not lie: its example runs, and its test command is what CI calls."""
 
+import json
 import re
 from pathlib import Path
 
@@ -110,3 +111,45 @@ def test_the_command_line_synopsis_names_every_command_and_only_real_options(cap
         for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*", command):
             assert re.search(rf"(?<![\w-]){option}\b", known), \
                 f"README: `avf {name}` has no option {option}"
+
+
+# README's results table, cell by cell: (summary JSON in benchmarks/results, set, method), None
+# for "–". Each cell must print that record's micro mean ± sd (or "(one seed)").
+_RESULT_CELLS = {
+    "avf, baseline encoder": [("music_shipped", set_, "baseline encoder")
+                              for set_ in ("Piano-midi", "MuseData", "JSB", "Nottingham")],
+    "avf, AVF K=1 + x_t": [("music_shipped", set_, "AVF K=1 + x_t, layernorm")
+                           for set_ in ("Piano-midi", "MuseData", "JSB", "Nottingham")],
+    "avf, AVF K=5 + x_t": [None, None, ("jsb_k5_shipped", "JSB", "AVF K=5 + x_t"), None],
+    "avf, model-agnostic AVF K=1": [
+        (f"{name}_antithetic", set_, "AVF K=1, gradient only, 8 antithetic samples")
+        for name, set_ in (("piano", "Piano-midi"), ("musedata", "MuseData"), ("jsb", "JSB"))
+    ] + [None],
+}
+
+
+def _results_table() -> dict[str, list[str]]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Results: the paper's polyphonic-music table", 1)[1].split("\n## ")[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| avf")]
+    return {cells[0].strip(): [c.strip().replace("**", "") for c in cells[1:]] for cells in rows}
+
+
+def test_the_readme_results_are_the_committed_seed_summaries() -> None:
+    table = _results_table()
+    assert len(table) == len(_RESULT_CELLS)
+    for label, expected in _RESULT_CELLS.items():
+        [row] = [cells for name, cells in table.items() if name.startswith(label)]
+        for cell, source in zip(row, expected, strict=True):
+            if source is None:
+                assert cell == "–"
+                continue
+            name, set_, method = source
+            summary = json.loads((ROOT / "benchmarks" / "results" / f"{name}_summary.json")
+                                 .read_text())
+            [record] = [r for r in summary["records"]
+                        if r["set"].startswith(set_) and r["method"] == method]
+            micro = record["micro"]
+            shown = (f"{micro['mean']:.3f} ± {micro['sd']:.3f}" if micro["n"] > 1
+                     else f"{micro['mean']:.3f} (one seed)")
+            assert cell == shown, (label, set_)
