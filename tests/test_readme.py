@@ -123,8 +123,9 @@ _RESULT_CELLS = {
     "avf, AVF K=5 + x_t": [None, None, ("jsb_k5_shipped", "JSB", "AVF K=5 + x_t"), None],
     "avf, model-agnostic AVF K=1": [
         (f"{name}_antithetic", set_, "AVF K=1, gradient only, 8 antithetic samples")
-        for name, set_ in (("piano", "Piano-midi"), ("musedata", "MuseData"), ("jsb", "JSB"))
-    ] + [None],
+        for name, set_ in (("piano", "Piano-midi"), ("musedata", "MuseData"), ("jsb", "JSB"),
+                           ("nottingham", "Nottingham"))
+    ],
 }
 
 
