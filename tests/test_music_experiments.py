@@ -313,7 +313,6 @@ def test_the_model_agnostic_tuned_configs_build_avf_fed_only_averaged_gradients(
     assert inference.antithetic
 
 
-
 @pytest.mark.parametrize("dataset", ["jsb", "piano"])
 def test_the_model_agnostic_tuned_configs_are_the_x_configs_as_benchmarked(dataset) -> None:
     """BENCHMARKS 5.23-5.27 trained the x_t config with these three overrides; the shipped
@@ -325,6 +324,7 @@ def test_the_model_agnostic_tuned_configs_are_the_x_configs_as_benchmarked(datas
     shipped.inference.options["x_input"] = False
     assert (shipped.model, shipped.inference) == (benchmarked.model, benchmarked.inference)
     assert (shipped.data, shipped.training) == (benchmarked.data, benchmarked.training)
+
 
 def test_every_tuned_config_is_shipped() -> None:
     stems = {p.stem for p in (MUSIC / "tuned").glob("*.toml")}
