@@ -320,8 +320,7 @@ def test_the_model_agnostic_tuned_configs_are_the_x_configs_as_benchmarked(datas
     shipped = load_config(MUSIC / "tuned" / f"{dataset}_srnn_avf_k1_tuned.toml")
     benchmarked = load_config(MUSIC / "tuned" / f"{dataset}_srnn_avf_k1_x_tuned.toml")
     benchmarked.inference.options.update(x_input=False, grad_samples=8, antithetic=True)
-    assert shipped.inference.options.pop("x_input", False) is False
-    shipped.inference.options["x_input"] = False
+    assert shipped.inference.options.setdefault("x_input", False) is False
     assert (shipped.model, shipped.inference) == (benchmarked.model, benchmarked.inference)
     assert (shipped.data, shipped.training) == (benchmarked.data, benchmarked.training)
 

@@ -114,7 +114,9 @@ def test_the_command_line_synopsis_names_every_command_and_only_real_options(cap
 
 
 # README's results table, cell by cell: (summary JSON in benchmarks/results, set, method), None
-# for "–". Each cell must print that record's micro mean ± sd (or "(one seed)").
+# for "–". Each cell must print that record's micro mean ± sd, and say so when it has fewer
+# than five seeds (_FEWER_SEEDS).
+_FEWER_SEEDS = {1: " (one seed)", 2: " (two seeds)", 3: " (three seeds)", 4: " (four seeds)"}
 _RESULT_CELLS = {
     "avf, baseline encoder": [("music_shipped", set_, "baseline encoder")
                               for set_ in ("Piano-midi", "MuseData", "JSB", "Nottingham")],
@@ -151,7 +153,6 @@ def test_the_readme_results_are_the_committed_seed_summaries() -> None:
             [record] = [r for r in summary["records"]
                         if r["set"].startswith(set_) and r["method"] == method]
             micro = record["micro"]
-            seeds = {1: " (one seed)", 2: " (two seeds)", 3: " (three seeds)", 4: " (four seeds)"}
             shown = (f"{micro['mean']:.3f}" + (f" ± {micro['sd']:.3f}" if micro["n"] > 1 else "")
-                     + seeds.get(micro["n"], ""))  # fewer than five seeds: the cell says so
+                     + _FEWER_SEEDS.get(micro["n"], ""))
             assert cell == shown, (label, set_)
